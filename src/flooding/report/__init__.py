@@ -1,0 +1,74 @@
+"""`flooding report`: the benchmark's answer to the paper's questions, as one HTML file.
+
+Built from the two aggregated Parquet tables only, so a copy of `results/` is enough to
+rebuild it anywhere:
+
+    flooding report --metrics results/metrics.parquet --summary results/summary.parquet \\
+        --out reports/report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from flooding.report.page import render
+from flooding.report.plots import CURVE_METRICS
+
+DEFAULT_TITLE = "Flooding benchmark report"
+# The metric columns the report reads; the rest of metrics.parquet is never loaded.
+METRIC_COLUMNS = ("run_dir", "epoch", *CURVE_METRICS, "epoch_seconds")
+
+__all__ = ["DEFAULT_TITLE", "METRIC_COLUMNS", "build_report", "main", "read_metrics"]
+
+
+def build_report(
+    metrics: pd.DataFrame,
+    summary: pd.DataFrame,
+    out: Path,
+    title: str = DEFAULT_TITLE,
+    built_at: datetime | None = None,
+) -> Path:
+    """Write the report for these tables to `out` (folders created) and return `out`."""
+    built_at = built_at or datetime.now(timezone.utc)
+    page = render(metrics, summary, title, built_at)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """The columns of metrics.parquet that the report uses, NaN where a column is absent.
+
+    A grid whose runs all failed before their first epoch aggregates to a table without
+    metric columns; its report still lists the failures.
+    """
+    present = set(pq.read_schema(path).names)
+    metrics = pd.read_parquet(path, columns=[c for c in METRIC_COLUMNS if c in present])
+    for column in METRIC_COLUMNS:
+        if column not in present:
+            metrics[column] = math.nan
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flooding report",
+        description="Build the self-contained HTML report from the aggregated results.",
+    )
+    parser.add_argument("--metrics", required=True, type=Path, help="results/metrics.parquet")
+    parser.add_argument("--summary", required=True, type=Path, help="results/summary.parquet")
+    parser.add_argument("--out", required=True, type=Path, help="the HTML file to write")
+    parser.add_argument("--title", default=DEFAULT_TITLE, help="page title")
+    args = parser.parse_args(argv)
+    metrics = read_metrics(args.metrics)
+    summary = pd.read_parquet(args.summary)
+    out = build_report(metrics, summary, args.out, title=args.title)
+    print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0

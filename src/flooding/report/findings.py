@@ -1,0 +1,123 @@
+"""The facts at the top of the report: what was run, where, and the headline finding.
+
+All of it is computed from the two tables; the headline is plain text that a reader can
+check against the main table below it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from flooding.report.stats import ALPHA, SETTING_COLUMNS
+
+# Optional run.json facts an aggregator may carry as summary columns; shown when present.
+ENVIRONMENT_COLUMNS = ("device", "host")
+VERSION_PREFIX = "version_"
+
+
+@dataclass(frozen=True)
+class Counts:
+    datasets: int
+    architectures: int
+    settings: int
+    flood_levels: int
+    methods: tuple[str, ...]
+    seeds: int
+    runs: int
+    by_status: tuple[tuple[str, int], ...]
+    training_hours: float
+
+
+def counts(metrics: pd.DataFrame, summary: pd.DataFrame) -> Counts:
+    flooded = summary[summary["flood_level"] > 0]
+    by_status = summary["status"].value_counts().sort_index()
+    return Counts(
+        datasets=summary["dataset"].nunique(),
+        architectures=summary["arch"].nunique(),
+        settings=len(summary[list(SETTING_COLUMNS)].drop_duplicates()),
+        flood_levels=flooded["flood_level"].nunique(),
+        methods=tuple(sorted(flooded["flood_method"].unique().tolist())),
+        seeds=summary["seed"].nunique(),
+        runs=len(summary),
+        by_status=tuple((str(k), int(v)) for k, v in by_status.items()),
+        training_hours=float(metrics["epoch_seconds"].sum(skipna=True)) / 3600.0,
+    )
+
+
+def environment(summary: pd.DataFrame) -> list[tuple[str, str]]:
+    """(label, value) pairs: time span, devices, hosts and versions, where recorded."""
+    facts = []
+    if {"started", "finished"} <= set(summary.columns):
+        started = pd.to_datetime(summary["started"], utc=True, errors="coerce").min()
+        finished = pd.to_datetime(summary["finished"], utc=True, errors="coerce").max()
+        if not (pd.isna(started) or pd.isna(finished)):
+            span = f"{started:%Y-%m-%d %H:%M} to {finished:%Y-%m-%d %H:%M} UTC"
+            facts.append(("runs", span))
+    columns = [c for c in summary.columns if c in ENVIRONMENT_COLUMNS]
+    columns += sorted(c for c in summary.columns if c.startswith(VERSION_PREFIX))
+    for column in columns:
+        values = summary[column].dropna().astype(str).value_counts()
+        if len(values):
+            facts.append((column, ", ".join(f"{v} ({n} runs)" for v, n in values.items())))
+    return facts
+
+
+def headline(comparison: pd.DataFrame, chosen: pd.DataFrame) -> list[str]:
+    """Plain sentences: does flooding help (RQ1), and does b grow with label noise (RQ2)."""
+    sentences = []
+    tested = comparison[comparison["has_flooding"] & (comparison["n_pairs"] > 0)]
+    if tested.empty:
+        return [
+            "No comparison is possible: no setting has completed runs both with b = 0 "
+            "and with b > 0 for the same seed."
+        ]
+    for method, rows in tested.groupby("flood_method", sort=True):
+        sentences.append(_method_sentence(str(method), rows))
+    trend = _noise_sentence(chosen)
+    if trend:
+        sentences.append(trend)
+    return sentences
+
+
+def _method_sentence(method: str, rows: pd.DataFrame) -> str:
+    diff = rows["mean_difference"]
+    significant = rows["p_value"].notna() & (rows["p_value"] < ALPHA)
+    up, down = diff > 0, diff < 0
+    text = (
+        f"With {method} and b chosen by validation accuracy, the mean test accuracy rose in "
+        f"{int(up.sum())} of {len(rows)} comparisons ({int((up & significant).sum())} "
+        f"significant at p < {ALPHA:g}, paired t-test over seeds) and fell in "
+        f"{int(down.sum())} ({int((down & significant).sum())} significant)"
+    )
+    same = int((diff == 0).sum())
+    text += f"; {same} unchanged." if same else "."
+    best = rows.loc[diff.idxmax()]
+    if best["mean_difference"] > 0:
+        text += (
+            f" The largest gain, {100 * best['mean_difference']:+.2f} points, is on "
+            f"{best['dataset']} with {best['arch']} (early stopping "
+            f"{'on' if best['early_stopping'] else 'off'})."
+        )
+    return text
+
+
+def _noise_sentence(chosen: pd.DataFrame) -> str:
+    """Compare the mean chosen b at the lowest and highest label noise of each block."""
+    rises, blocks = 0, 0
+    for _, block in chosen.groupby(["dataset", "arch", "flood_method"], sort=True):
+        noise = block.groupby("label_noise")["flood_level"].mean().sort_index()
+        if len(noise) < 2 or math.isclose(noise.iloc[0], noise.iloc[-1]):
+            blocks += len(noise) >= 2
+            continue
+        blocks += 1
+        rises += noise.iloc[-1] > noise.iloc[0]
+    if blocks == 0:
+        return ""
+    return (
+        f"The mean chosen b was higher at the highest label noise than at the lowest in "
+        f"{rises} of {blocks} dataset, architecture and method combinations with several "
+        f"noise levels (early stopping off)."
+    )

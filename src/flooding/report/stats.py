@@ -1,0 +1,266 @@
+"""The statistics behind the report: early stopping, the choice of b, the paired test.
+
+Everything works on the summary table (one row per run) with plain pandas, so each rule
+is tested on small hand-made tables. The protocol follows the paper:
+
+- Early stopping on: a run is scored at `best_epoch` (highest validation accuracy), so its
+  `best_*` columns are used; off: its last epoch, the `final_*` columns.
+- "With flooding": for each seed, the flood level with the highest validation accuracy
+  among the grid's levels, b = 0 included as in the authors' code; ties go to the smallest
+  b, the one closest to ordinary training. "Without flooding" is the b = 0 run.
+- A run with b = 0 is emitted once (method "flood") and is the baseline of every method.
+- Runs of one setting that share a seed share initialisation and batch order, so the
+  comparison is a paired t-test over seeds, on the seeds that have both results.
+- Only completed runs enter the statistics; the others are listed in the report instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+# The RunConfig fields, as columns of both Parquet files.
+CONFIG_COLUMNS = (
+    "dataset",
+    "train_size",
+    "test_size",
+    "val_fraction",
+    "label_noise",
+    "gaussians_mean",
+    "spiral_noise",
+    "arch",
+    "mlp_depth",
+    "mlp_width",
+    "mlp_batchnorm",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "lr_schedule",
+    "epochs",
+    "batch_size",
+    "augment",
+    "flood_method",
+    "flood_level",
+    "seed",
+)
+# A setting: everything but the flood level, the flooding method and the seed.
+SETTING_COLUMNS = tuple(
+    c for c in CONFIG_COLUMNS if c not in ("flood_level", "flood_method", "seed")
+)
+BLOCK_COLUMNS = ("dataset", "arch")
+ALPHA = 0.05
+# Differences whose spread is below this (relative) are treated as constant: floating-point
+# noise on identical results must not turn into a huge t statistic.
+_ZERO_SPREAD = 1e-12
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Paired t-test of flooded minus baseline accuracy over seeds."""
+
+    n: int
+    mean_difference: float
+    p_value: float | None  # None when the test is undefined; `note` says why
+    note: str
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < ALPHA
+
+
+def paired_t_test(flooded: np.ndarray, baseline: np.ndarray) -> PairedTest:
+    """Two-sided paired t-test; n < 2 and zero-variance differences give no p-value."""
+    diff = np.asarray(flooded, dtype=float) - np.asarray(baseline, dtype=float)
+    n = int(diff.size)
+    mean = float(diff.mean()) if n else math.nan
+    if n < 2:
+        return PairedTest(n, mean, None, "fewer than 2 paired seeds")
+    spread = float(diff.std(ddof=1))
+    if spread <= _ZERO_SPREAD * max(1.0, abs(mean)):
+        if abs(mean) <= _ZERO_SPREAD:
+            return PairedTest(n, mean, None, "identical results")
+        return PairedTest(n, mean, None, "the same difference for every seed")
+    t = mean / (spread / math.sqrt(n))
+    return PairedTest(n, mean, float(2.0 * stats.t.sf(abs(t), df=n - 1)), "")
+
+
+def score_columns(early_stopping: bool) -> tuple[str, str]:
+    """(validation, test) accuracy columns of the summary for this early-stopping choice."""
+    prefix = "best" if early_stopping else "final"
+    return f"{prefix}_val_acc", f"{prefix}_test_acc"
+
+
+def completed(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["status"] == "completed"]
+
+
+def by_method(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs once per flooding method of their setting, the b = 0 runs in every copy.
+
+    A setting without any flooded run keeps its b = 0 runs under method "flood", so that
+    its ordinary-training results still appear.
+    """
+    keys = list(SETTING_COLUMNS)
+    flooded = runs[runs["flood_level"] > 0]
+    baseline = runs[runs["flood_level"] == 0].drop_duplicates([*keys, "seed"])
+    methods = flooded[[*keys, "flood_method"]].drop_duplicates()
+    with_methods = baseline.drop(columns="flood_method").merge(methods, on=keys, how="inner")
+    unflooded = baseline.merge(methods[keys].drop_duplicates(), on=keys, how="left", indicator=True)
+    alone = unflooded[unflooded["_merge"] == "left_only"].drop(columns="_merge")
+    alone = alone.assign(flood_method="flood")
+    return pd.concat([with_methods, alone, flooded], ignore_index=True)
+
+
+def choose_flood_level(runs: pd.DataFrame, early_stopping: bool) -> pd.DataFrame:
+    """Per setting, method and seed: the flood level with the best validation accuracy.
+
+    `runs` comes from by_method(). Returns the keys, `flood_level` (the chosen b),
+    `val_acc` and `test_acc` of the chosen run.
+    """
+    val, test = score_columns(early_stopping)
+    keys = [*SETTING_COLUMNS, "flood_method", "seed"]
+    ordered = runs.sort_values(
+        [val, "flood_level"], ascending=[False, True], na_position="last", kind="stable"
+    )
+    chosen = ordered.drop_duplicates(keys, keep="first")
+    chosen = chosen[[*keys, "flood_level", val, test]]
+    return chosen.rename(columns={val: "val_acc", test: "test_acc"}).reset_index(drop=True)
+
+
+def chosen_levels(summary: pd.DataFrame, early_stopping: bool) -> pd.DataFrame:
+    """choose_flood_level() on the completed runs of the settings that have flooded runs."""
+    runs = by_method(completed(summary))
+    keys = [*SETTING_COLUMNS, "flood_method"]
+    flooded = runs[runs["flood_level"] > 0][keys].drop_duplicates()
+    chosen = choose_flood_level(runs.merge(flooded, on=keys), early_stopping)
+    return chosen.assign(early_stopping=early_stopping)
+
+
+def compare(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting, method and early-stopping choice: b = 0 against chosen b.
+
+    Columns: the setting columns, `flood_method`, `early_stopping`, `n_pairs`,
+    `n_expected` (seeds of the dataset and architecture in the grid), `baseline_mean`,
+    `baseline_std`, `flooded_mean`, `flooded_std` (test accuracy over the paired seeds),
+    `chosen_levels` (the chosen b per paired seed, sorted), `has_flooding` (a level b > 0
+    was a candidate), and the paired test: `mean_difference`, `p_value` (NaN where the
+    test is undefined) and `test_note` (why).
+    """
+    expected = summary.groupby(list(BLOCK_COLUMNS))["seed"].nunique().rename("n_expected")
+    runs = by_method(completed(summary))
+    keys = [*SETTING_COLUMNS, "flood_method"]
+    levels = runs.groupby(keys, dropna=False)["flood_level"].max().rename("top_level")
+    rows = []
+    for early_stopping in (False, True):
+        _, test = score_columns(early_stopping)
+        base = runs[runs["flood_level"] == 0][[*keys, "seed", test]]
+        chosen = choose_flood_level(runs, early_stopping)
+        pairs = chosen.merge(base.rename(columns={test: "baseline"}), on=[*keys, "seed"])
+        for key, group in pairs.groupby(keys, dropna=False, sort=True):
+            result = paired_t_test(group["test_acc"].to_numpy(), group["baseline"].to_numpy())
+            rows.append(
+                {
+                    **dict(zip(keys, key, strict=True)),
+                    "early_stopping": early_stopping,
+                    "n_pairs": result.n,
+                    "baseline_mean": group["baseline"].mean(),
+                    "baseline_std": _std(group["baseline"]),
+                    "flooded_mean": group["test_acc"].mean(),
+                    "flooded_std": _std(group["test_acc"]),
+                    "chosen_levels": tuple(sorted(group["flood_level"].tolist())),
+                    "has_flooding": bool(levels[key] > 0),
+                    "mean_difference": result.mean_difference,
+                    "p_value": result.p_value,
+                    "test_note": result.note,
+                }
+            )
+    table = pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
+    return table.merge(expected.reset_index(), on=list(BLOCK_COLUMNS), how="left")
+
+
+_COMPARE_COLUMNS = [
+    *SETTING_COLUMNS,
+    "flood_method",
+    "early_stopping",
+    "n_pairs",
+    "baseline_mean",
+    "baseline_std",
+    "flooded_mean",
+    "flooded_std",
+    "chosen_levels",
+    "has_flooding",
+    "mean_difference",
+    "p_value",
+    "test_note",
+]
+
+
+def _std(values: pd.Series) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else math.nan
+
+
+def missing_seeds(summary: pd.DataFrame) -> pd.DataFrame:
+    """Setting, method and flood level combinations lacking a completed run for some seed.
+
+    The seeds expected are those of the dataset and architecture anywhere in the grid.
+    Columns: the setting columns, `flood_method`, `flood_level`, `missing` (sorted seeds).
+    """
+    keys = [*SETTING_COLUMNS, "flood_method", "flood_level"]
+    expected = summary.groupby(list(BLOCK_COLUMNS))["seed"].agg(lambda s: frozenset(s.tolist()))
+    # b = 0 is one run per seed whatever its method label; count it under "flood".
+    grid = summary.assign(
+        flood_method=summary["flood_method"].where(summary["flood_level"] > 0, "flood")
+    )
+    done = grid[grid["status"] == "completed"]
+    have = done.groupby(keys, dropna=False)["seed"].agg(lambda s: frozenset(s.tolist()))
+    rows = []
+    for key in grid[keys].drop_duplicates().itertuples(index=False, name=None):
+        record = dict(zip(keys, key, strict=True))
+        wanted = expected[tuple(record[c] for c in BLOCK_COLUMNS)]
+        got = have.get(key, frozenset())
+        if wanted - got:
+            rows.append({**record, "missing": tuple(sorted(wanted - got))})
+    return pd.DataFrame(rows, columns=[*keys, "missing"])
+
+
+def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
+    """The runs drawn in the learning-curve figures (RQ4), with a `line` label each.
+
+    Per dataset and architecture: the setting with the fewest other regularisers (smallest
+    weight decay, no augmentation first, among settings with flooded runs where there are
+    any), its b = 0 runs, and per method its runs at the flood level b > 0 with the best
+    mean final validation accuracy over seeds (ties: the smallest b).
+    """
+    runs = completed(summary)
+    keys = list(SETTING_COLUMNS)
+    rest = [c for c in keys if c not in ("weight_decay", "augment")]
+    flooded = runs[runs["flood_level"] > 0]
+    settings = (
+        runs[keys]
+        .drop_duplicates()
+        .merge(flooded[keys].drop_duplicates().assign(unflooded=False), on=keys, how="left")
+    )
+    settings["unflooded"] = settings["unflooded"].isna()
+    settings = settings.sort_values(["unflooded", "weight_decay", "augment", *rest])
+    picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys]
+    base = runs[runs["flood_level"] == 0].merge(picked, on=keys)
+    base = base.assign(line="b = 0", flood_method="flood")
+    candidates = flooded.merge(picked, on=keys)
+    means = candidates.groupby([*keys, "flood_method", "flood_level"], as_index=False)[
+        "final_val_acc"
+    ].mean()
+    means = means.sort_values(["final_val_acc", "flood_level"], ascending=[False, True])
+    best = means.drop_duplicates([*keys, "flood_method"])[[*keys, "flood_method", "flood_level"]]
+    top = candidates.merge(best, on=[*keys, "flood_method", "flood_level"])
+    top = top.assign(
+        line=[
+            f"{m}, b = {b:g}" for m, b in zip(top["flood_method"], top["flood_level"], strict=True)
+        ]
+    )
+    columns = [*keys, "flood_method", "flood_level", "seed", "run_dir", "line"]
+    return pd.concat([base[columns], top[columns]], ignore_index=True)

@@ -1,0 +1,213 @@
+"""The HTML report built from schema-exact fake results: content, escaping, self-containment."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from fixtures_results import (
+    CONFIG_DEFAULTS,
+    FakeGrid,
+    make_results,
+    mark_unfinished,
+    write_results,
+)
+
+from flooding.report import build_report, findings, main, stats, tables
+
+BUILT_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
+GRID = FakeGrid(
+    datasets=("spiral", "gaussians"),
+    label_noises=(0.0, 0.2),
+    weight_decays=(0.0, 1e-4),
+    methods=("flood", "iflood"),
+    flood_levels=(0.02, 0.05, 0.1),
+    seeds=(0, 1, 2),
+    epochs=12,
+)
+
+
+class Page(HTMLParser):
+    """The tags of a page, with their attributes, and its visible text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def all(self, name: str) -> list[dict[str, str | None]]:
+        return [attrs for tag, attrs in self.tags if tag == name]
+
+
+def build(tmp_path, metrics: pd.DataFrame, summary: pd.DataFrame) -> str:
+    out = build_report(metrics, summary, tmp_path / "report.html", built_at=BUILT_AT)
+    return out.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def results() -> tuple[pd.DataFrame, pd.DataFrame]:
+    metrics, summary = make_results(GRID)
+    spiral = summary[summary["dataset"] == "spiral"]
+    baseline = spiral[(spiral["flood_level"] == 0) & (spiral["seed"] == 2)]["run_dir"].iloc[0]
+    flooded = spiral[spiral["flood_level"] == 0.1]["run_dir"].iloc[0]
+    return mark_unfinished(
+        metrics,
+        summary,
+        {
+            baseline: ("failed", "RuntimeError: out of memory <allocating 2 GiB>"),
+            flooded: ("diverged", "training loss is NaN at epoch 6"),
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def report_text(results, tmp_path_factory) -> str:
+    return build(tmp_path_factory.mktemp("report"), *results)
+
+
+def test_cli_reads_the_parquet_files_and_writes_one_page(tmp_path, results, capsys):
+    metrics_path, summary_path = write_results(*results, tmp_path / "results")
+    out = tmp_path / "reports" / "report.html"
+    argv = ["--metrics", str(metrics_path), "--summary", str(summary_path), "--out", str(out)]
+    assert main([*argv, "--title", "Grid <A>"]) == 0
+    assert f"report: {out}" in capsys.readouterr().out
+    page = Page(out.read_text(encoding="utf-8"))
+    assert "Grid &lt;A&gt;" in out.read_text(encoding="utf-8")
+    # Overview tables (unfinished runs, missing seeds), one per dataset, the RQ2 table.
+    assert len(page.all("table")) == 5
+    # RQ2: chosen b and accuracy against b; RQ4: one figure per dataset and architecture.
+    assert len(page.all("img")) == 4
+
+
+def test_every_figure_is_an_inline_png_of_its_stated_size(report_text):
+    page = Page(report_text)
+    images = page.all("img")
+    assert images
+    for attrs in images:
+        prefix = "data:image/png;base64,"
+        assert attrs["src"].startswith(prefix) and attrs["alt"]
+        pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(attrs["src"][len(prefix) :])))
+        assert pixels.shape[:2] == (int(attrs["height"]), int(attrs["width"]))
+
+
+def test_page_refers_to_nothing_outside_itself(report_text):
+    text = report_text
+    assert "http://" not in text and "https://" not in text
+    page = Page(text)
+    assert not page.all("script") and not page.all("link")
+    for tag, attrs in page.tags:
+        for name in ("src", "href"):
+            if attrs.get(name) is not None:
+                assert attrs[name].startswith(("data:", "#")), (tag, attrs)
+    assert "url(" not in text and "@import" not in text
+    policy = next(a for a in page.all("meta") if a.get("http-equiv"))
+    assert policy["content"].startswith("default-src 'none'")
+
+
+def test_text_from_the_data_is_escaped(tmp_path):
+    grid = FakeGrid(datasets=("<script>alert(1)</script>",), archs=('mlp"&x',), seeds=(0, 1))
+    metrics, summary = make_results(grid)
+    first = summary["run_dir"].iloc[1]
+    metrics, summary = mark_unfinished(
+        metrics, summary, {first: ("failed", "<img src=x onerror=alert(2)>")}
+    )
+    text = build(tmp_path, metrics, summary)
+    assert "<script" not in text.lower() and "<img src=x" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;img src=x onerror=alert(2)&gt;" in text
+    assert "mlp&quot;&amp;x" in text
+
+
+def test_main_table_shows_the_paired_comparison(report_text, results):
+    text = report_text
+    comparison = stats.compare(results[1])
+    for _, row in comparison.iterrows():
+        n = int(row["n_pairs"])
+        assert tables.accuracy(row["baseline_mean"], row["baseline_std"], n) in text
+        assert tables.accuracy(row["flooded_mean"], row["flooded_std"], n) in text
+        assert f"{100 * row['mean_difference']:+.2f}" in text
+    # The failed b = 0 run of seed 2 leaves two paired seeds in those spiral rows.
+    short = comparison[comparison["n_pairs"] == 2]
+    assert set(short["dataset"]) == {"spiral"} and (short["n_expected"] == 3).all()
+    assert text.count('class="warn">2 of 3</td>') == len(short) // 2  # one cell per row
+
+
+def test_unfinished_runs_and_missing_seeds_are_listed(report_text):
+    text = report_text
+    assert "2 runs did not complete" in text
+    assert "RuntimeError: out of memory &lt;allocating 2 GiB&gt;" in text
+    assert "training loss is NaN at epoch 6" in text
+    assert "without a completed run for every seed: 2." in text
+
+
+def test_headline_counts_gains_and_losses():
+    rows = []
+    for wd, gain in ((0.0, 0.02), (0.1, -0.01)):
+        for seed in range(3):
+            base = 0.8 + seed / 100
+            rows.append({**CONFIG_DEFAULTS, "weight_decay": wd, "seed": seed, "acc": base})
+            flooded = base + gain + seed / 1000  # gains 2.0, 2.1, 2.2 or -1.0, -0.9, -0.8
+            rows.append({**rows[-1], "flood_level": 0.1, "acc": flooded})
+    summary = pd.DataFrame(rows).assign(status="completed")
+    for prefix in ("final", "best"):
+        # Validation prefers b = 0.1 everywhere: it wins where it tests better and worse.
+        summary[f"{prefix}_val_acc"] = summary["flood_level"]
+        summary[f"{prefix}_test_acc"] = summary["acc"]
+    comparison = stats.compare(summary)
+    chosen = stats.chosen_levels(summary, early_stopping=False)
+    sentence = findings.headline(comparison, chosen)[0]
+    assert "rose in 2 of 4 comparisons (2 significant" in sentence
+    assert "fell in 2 (2 significant)" in sentence
+    assert "+2.10 points" in sentence
+
+
+def test_report_without_flooded_or_completed_runs(tmp_path):
+    metrics, summary = make_results(FakeGrid(flood_levels=(), seeds=(0, 1)))
+    text = build(tmp_path, metrics, summary)
+    assert "No comparison is possible" in text
+    assert "no completed run with b &gt; 0" in text
+    failed = {d: ("failed", "boom") for d in summary["run_dir"]}
+    metrics, summary = mark_unfinished(metrics, summary, failed)
+    text = build(tmp_path, metrics, summary)
+    assert "No completed runs." in text and f"{len(summary)} runs did not complete" in text
+
+
+def test_cli_reports_a_grid_whose_runs_all_failed_before_any_epoch(tmp_path):
+    _, summary = make_results(FakeGrid(seeds=(0,)))
+    summary = summary.assign(status="failed", error="no data", epochs_completed=0)
+    # What aggregation writes when no run has a metric row.
+    empty = pd.DataFrame(columns=["epoch", "run_dir", "status"])
+    metrics_path, summary_path = write_results(empty, summary, tmp_path)
+    out = tmp_path / "report.html"
+    argv = ["--metrics", str(metrics_path), "--summary", str(summary_path), "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text(encoding="utf-8")
+    assert f"{len(summary)} runs did not complete" in text and "No completed runs." in text
+
+
+def test_optional_environment_columns_are_shown(tmp_path, results):
+    metrics, summary = results
+    summary = summary.assign(
+        device="cuda:0 (NVIDIA H100)",
+        host="node1",
+        started="2026-01-01T10:00:00+00:00",
+        finished="2026-01-01T12:30:00+00:00",
+        version_torch="2.14.1",
+    )
+    text = build(tmp_path, metrics, summary)
+    assert "2026-01-01 10:00 to 2026-01-01 12:30 UTC" in text
+    assert re.search(r"cuda:0 \(NVIDIA H100\) \(\d+ runs\)", text)
+    assert "version_torch" in text and "2.14.1" in text

@@ -1,0 +1,184 @@
+"""The report's statistics on small hand-made summary tables with known answers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_results import CONFIG_DEFAULTS
+from scipy import stats as scipy_stats
+
+from flooding.config import RunConfig
+from flooding.report import stats
+
+
+def run(level: float, seed: int, final: tuple[float, float], best=None, **config) -> dict:
+    """A summary row: final (val, test) accuracy and, with early stopping, best (val, test)."""
+    best = best or final
+    row = {**CONFIG_DEFAULTS, "flood_level": level, "seed": seed, **config}
+    row.update(
+        run_dir=f"runs/{row['dataset']}/{row['flood_method']}-{level}-{seed}",
+        status="completed",
+        error=None,
+        final_val_acc=final[0],
+        final_test_acc=final[1],
+        best_val_acc=best[0],
+        best_test_acc=best[1],
+    )
+    return row
+
+
+def table(*rows: dict) -> pd.DataFrame:
+    return pd.DataFrame(list(rows))
+
+
+def test_config_columns_are_the_run_config_fields():
+    fields = tuple(f.name for f in dataclasses.fields(RunConfig))
+    assert fields == stats.CONFIG_COLUMNS
+
+
+def test_flood_level_chosen_by_final_or_best_validation_accuracy():
+    summary = table(
+        run(0.0, 0, final=(0.80, 0.70), best=(0.85, 0.75)),
+        run(0.1, 0, final=(0.82, 0.72), best=(0.84, 0.74)),
+        run(0.2, 0, final=(0.81, 0.90), best=(0.90, 0.76)),
+    )
+    runs = stats.by_method(summary)
+    off = stats.choose_flood_level(runs, early_stopping=False)
+    on = stats.choose_flood_level(runs, early_stopping=True)
+    # Off: the last epoch's validation accuracy picks 0.1, although 0.2 tests better.
+    assert off[["flood_level", "val_acc", "test_acc"]].values.tolist() == [[0.1, 0.82, 0.72]]
+    assert on[["flood_level", "val_acc", "test_acc"]].values.tolist() == [[0.2, 0.90, 0.76]]
+
+
+def test_ties_go_to_the_smallest_flood_level():
+    summary = table(
+        run(0.0, 0, final=(0.80, 0.70)),
+        run(0.2, 0, final=(0.90, 0.71)),
+        run(0.1, 0, final=(0.90, 0.72)),
+        run(0.0, 1, final=(0.95, 0.73)),
+        run(0.1, 1, final=(0.95, 0.74)),
+    )
+    chosen = stats.choose_flood_level(stats.by_method(summary), early_stopping=False)
+    assert dict(zip(chosen["seed"], chosen["flood_level"], strict=True)) == {0: 0.1, 1: 0.0}
+
+
+def test_the_b0_run_is_the_baseline_of_every_method_where_it_was_run():
+    summary = table(
+        run(0.0, 0, final=(0.8, 0.8)),
+        run(0.1, 0, final=(0.9, 0.9)),
+        run(0.1, 0, final=(0.7, 0.7), flood_method="iflood"),
+        # A second setting, flooded with "flood" only: no iflood copy of its baseline.
+        run(0.0, 0, final=(0.8, 0.8), weight_decay=0.1),
+        run(0.1, 0, final=(0.9, 0.9), weight_decay=0.1),
+        # A third without flooded runs keeps its baseline under "flood".
+        run(0.0, 0, final=(0.8, 0.8), weight_decay=0.2),
+    )
+    runs = stats.by_method(summary)
+    baselines = runs[runs["flood_level"] == 0]
+    pairs = set(zip(baselines["weight_decay"], baselines["flood_method"], strict=True))
+    assert pairs == {(0.0, "flood"), (0.0, "iflood"), (0.1, "flood"), (0.2, "flood")}
+    chosen = stats.choose_flood_level(runs, early_stopping=False)
+    keys = zip(chosen["weight_decay"], chosen["flood_method"], strict=True)
+    picked = dict(zip(keys, chosen["flood_level"], strict=True))
+    # iflood at b = 0.1 validates worse than b = 0, so validation keeps b = 0 for iflood.
+    assert picked == {
+        (0.0, "flood"): 0.1,
+        (0.0, "iflood"): 0.0,
+        (0.1, "flood"): 0.1,
+        (0.2, "flood"): 0.0,
+    }
+
+
+def test_paired_t_test_matches_scipy_and_the_formula():
+    flooded = np.array([0.90, 0.92, 0.95])
+    baseline = np.array([0.88, 0.91, 0.90])
+    result = stats.paired_t_test(flooded, baseline)
+    diff = flooded - baseline  # 0.02, 0.01, 0.05
+    t = diff.mean() / (diff.std(ddof=1) / math.sqrt(3))
+    assert result.n == 3
+    assert result.mean_difference == pytest.approx(0.08 / 3)
+    assert t == pytest.approx(2.2188, abs=1e-4)
+    assert result.p_value == pytest.approx(scipy_stats.ttest_rel(flooded, baseline).pvalue)
+    assert result.p_value == pytest.approx(2 * scipy_stats.t.sf(t, df=2))
+    assert not result.significant
+
+
+def test_paired_t_test_significant_on_a_consistent_gain():
+    result = stats.paired_t_test(np.array([0.91, 0.93, 0.92, 0.95]), np.array([0.9] * 4))
+    # Differences 0.01, 0.03, 0.02, 0.05: t = 3.2205 with 3 degrees of freedom.
+    assert result.p_value == pytest.approx(0.04857, abs=1e-5) and result.significant
+
+
+@pytest.mark.parametrize(
+    ("flooded", "baseline", "note"),
+    [
+        ([0.9], [0.8], "fewer than 2 paired seeds"),
+        ([], [], "fewer than 2 paired seeds"),
+        ([0.9, 0.8], [0.9, 0.8], "identical results"),
+        ([0.1 + 0.2, 0.5], [0.3, 0.5], "identical results"),  # 0.1 + 0.2 != 0.3 in floats
+        ([0.91, 0.81], [0.90, 0.80], "the same difference for every seed"),
+    ],
+)
+def test_paired_t_test_undefined_cases_give_no_p_value(flooded, baseline, note):
+    result = stats.paired_t_test(np.array(flooded), np.array(baseline))
+    assert result.p_value is None and result.note == note and not result.significant
+
+
+def test_compare_pairs_seeds_and_skips_unfinished_runs():
+    rows = []
+    # Seed s: b = 0 tests at 0.80 + s/100; b = 0.1 validates best and tests 0.02 + s/200 higher.
+    for s in range(3):
+        rows.append(run(0.0, s, final=(0.70, 0.80 + s / 100), best=(0.75, 0.81 + s / 100)))
+        rows.append(run(0.1, s, final=(0.72, 0.82 + s * 0.015), best=(0.74, 0.70)))
+    rows.append(run(0.2, 0, final=(0.99, 0.99)) | {"status": "diverged"})
+    comparison = stats.compare(table(*rows))
+    off = comparison[~comparison["early_stopping"]].iloc[0]
+    on = comparison[comparison["early_stopping"]].iloc[0]
+    assert off["n_pairs"] == 3 and off["n_expected"] == 3
+    assert off["chosen_levels"] == (0.1, 0.1, 0.1)  # the diverged b = 0.2 run is not a candidate
+    assert off["baseline_mean"] == pytest.approx(0.81)
+    assert off["flooded_mean"] == pytest.approx(0.835)
+    assert off["baseline_std"] == pytest.approx(0.01)
+    assert off["mean_difference"] == pytest.approx(0.025)
+    expected = scipy_stats.ttest_rel([0.82, 0.835, 0.85], [0.80, 0.81, 0.82]).pvalue
+    assert off["p_value"] == pytest.approx(expected)
+    # Early stopping on: b = 0 validates best at its best epoch for every seed.
+    assert on["chosen_levels"] == (0.0, 0.0, 0.0)
+    assert on["mean_difference"] == 0 and math.isnan(on["p_value"])
+    assert on["test_note"] == "identical results"
+
+
+def test_compare_counts_only_seeds_with_both_results():
+    rows = [run(0.0, s, final=(0.7, 0.8)) for s in (0, 1)]
+    rows += [run(0.1, s, final=(0.9, 0.9)) for s in (0, 1, 2)]
+    row = stats.compare(table(*rows)).iloc[0]
+    assert row["n_pairs"] == 2 and row["n_expected"] == 3
+    assert row["test_note"] == "the same difference for every seed"
+
+
+def test_missing_seeds_lists_absent_and_unfinished_runs():
+    rows = [run(b, s, final=(0.7, 0.8)) for b in (0.0, 0.1, 0.2) for s in (0, 1, 2)]
+    summary = table(*rows)
+    summary = summary.drop(summary.index[(summary.flood_level == 0.1) & (summary.seed == 2)])
+    summary.loc[(summary.flood_level == 0.2) & (summary.seed == 0), "status"] = "failed"
+    missing = stats.missing_seeds(summary)
+    found = sorted(zip(missing["flood_level"], missing["missing"], strict=True))
+    assert found == [(0.1, (2,)), (0.2, (0,))]
+
+
+def test_curve_runs_pick_the_plainest_setting_and_its_best_validated_level():
+    rows = []
+    for wd in (0.0, 0.1):
+        for s in (0, 1):
+            rows.append(run(0.0, s, final=(0.70, 0.8), weight_decay=wd))
+            rows.append(run(0.1, s, final=(0.75 + s / 8, 0.8), weight_decay=wd))
+            rows.append(run(0.2, s, final=(0.8125, 0.8), weight_decay=wd))
+    drawn = stats.curve_runs(table(*rows))
+    assert set(drawn["weight_decay"]) == {0.0}
+    # Mean validation: 0.8125 at both b = 0.1 and b = 0.2 (exact in binary): the smaller wins.
+    assert sorted(set(drawn["line"])) == ["b = 0", "flood, b = 0.1"]
+    assert len(drawn) == 4
