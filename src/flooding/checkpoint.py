@@ -1,0 +1,124 @@
+"""Checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint holds the model, the optimiser, the random generators, the epoch and batch
+reached, the partial sums of the interrupted epoch and the metric rows so far. It contains
+only tensors and plain Python values, so it loads with `torch.load(weights_only=True)`:
+opening a checkpoint never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flooding.metrics import atomic_write
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT_VERSION = 1
+# Exit code after a checkpoint forced by SIGTERM/SIGUSR2: EX_TEMPFAIL from sysexits.h,
+# "temporary failure, try again". The run is incomplete but resumable: rerunning the same
+# command continues from the checkpoint. SLURM/submitit requeue on a non-zero exit.
+EXIT_CHECKPOINTED = 75
+CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+
+
+class ResumeError(ValueError):
+    """The output folder holds a checkpoint that does not belong to this run."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    config_hash: str
+    started: str  # ISO time the run first started, kept across restarts
+    epochs_done: int  # completed epochs; training continues with epoch epochs_done + 1
+    batches_done: int  # mini-batches of epoch epochs_done + 1 already trained (0 = none)
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    # Generator states at the start of epoch epochs_done + 1: resuming redraws that epoch's
+    # batch order and augmentation, then skips the batches already done.
+    order_rng: torch.Tensor
+    augment_rng: torch.Tensor
+    torch_rng: torch.Tensor
+    cuda_rng: torch.Tensor | None
+    # Partial sums of the interrupted epoch (CPU tensors) and its seconds so far; empty
+    # and 0.0 at an epoch boundary (batches_done == 0).
+    epoch_sums: dict[str, torch.Tensor]
+    epoch_seconds: float
+    rows: list[dict[str, float]]  # metric rows of the completed epochs
+
+
+def save_checkpoint(out: Path, ckpt: Checkpoint) -> None:
+    """Write the checkpoint atomically (temporary file, then rename)."""
+    payload = {"format_version": FORMAT_VERSION, **asdict(ckpt)}
+    atomic_write(out / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(out: Path, expected_hash: str) -> Checkpoint | None:
+    """The checkpoint in `out`, or None if there is none.
+
+    Raises ResumeError when it was written by a run with another config: resuming it
+    would silently mix two experiments.
+    """
+    path = out / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    version = payload.pop("format_version", None)
+    if version != FORMAT_VERSION:
+        raise ResumeError(
+            f"{path}: checkpoint format {version!r}, this version reads {FORMAT_VERSION}; "
+            "delete the file to start the run again"
+        )
+    ckpt = Checkpoint(**payload)
+    if ckpt.config_hash != expected_hash:
+        raise ResumeError(
+            f"{path} belongs to a run with config hash {ckpt.config_hash}, not {expected_hash}; "
+            "use another --out folder or delete the checkpoint"
+        )
+    return ckpt
+
+
+def remove_checkpoint(out: Path) -> None:
+    """Drop the checkpoint of a finished run: it is large and no longer needed."""
+    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+
+def to_cpu(tree: Any) -> Any:
+    """Copy of a nest of dicts/lists with every tensor moved to the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu().clone()
+    if isinstance(tree, dict):
+        return {key: to_cpu(value) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_cpu(value) for value in tree)
+    return tree
+
+
+class SignalFlag:
+    """Records SIGTERM/SIGUSR2 so the loop can checkpoint at the next batch boundary.
+
+    The handler only sets a flag: checkpointing inside a signal handler could interrupt
+    an optimiser step half-way.
+    """
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+    def __enter__(self) -> SignalFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in CHECKPOINT_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,235 @@
+"""The `flooding` command line: `train` one run, `download`, `aggregate`, `report`.
+
+Each subcommand's module is imported only when that subcommand runs, so `flooding --help`
+and `flooding train --help` answer without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from flooding.config import ConfigError, RunConfig
+
+COMMANDS = {
+    "train": "train one run and write metrics.parquet and run.json to --out",
+    "download": "fetch a torchvision dataset into a data root (needs internet)",
+    "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
+    "report": "build the HTML report from the aggregated results",
+}
+DATA_ROOT_ENV = "FLOODING_DATA_ROOT"
+
+
+def default_data_root() -> str:
+    return os.environ.get(DATA_ROOT_ENV, "data")
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _show_default(f: dataclasses.Field[Any]) -> str:
+    if isinstance(f.default, bool):
+        return _option(f.name) if f.default else "--no-" + _option(f.name)[2:]
+    return str(f.default)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flooding train",
+        description="Train one run. Options override the values of --config, which override "
+        "the defaults. Rerunning the same command resumes from the run's checkpoint.",
+        allow_abbrev=False,  # a misspelt option must fail, not match a longer one
+    )
+    experiment = parser.add_argument_group("run config (what is trained; in the config hash)")
+    types = {"str": str, "int": int, "float": float}
+    metavars = {"str": "NAME", "int": "N", "float": "X"}
+    for f in dataclasses.fields(RunConfig):
+        text = f.metadata["help"]
+        if f.name == "dataset":
+            from flooding.data.registry import DATASETS  # torch-free
+
+            text += ": " + ", ".join(DATASETS)
+        # argparse %-formats help texts, so a literal % is doubled.
+        text = f"{text} (default: {_show_default(f)})".replace("%", "%%")
+        if f.type == "bool":
+            experiment.add_argument(
+                _option(f.name), action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            experiment.add_argument(
+                _option(f.name),
+                type=types[str(f.type)],
+                default=None,
+                metavar=metavars[str(f.type)],
+                help=text,
+            )
+    runtime = parser.add_argument_group("runtime (how it runs; results do not depend on it)")
+    runtime.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="output folder of the run"
+    )
+    runtime.add_argument(
+        "--config", type=Path, metavar="FILE", help="YAML file of RunConfig fields (name: value)"
+    )
+    runtime.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    runtime.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch CPU threads; 0 = torch's default (default: 0)",
+    )
+    runtime.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path(default_data_root()),
+        metavar="DIR",
+        help=f"folder of downloaded datasets (default: ${DATA_ROOT_ENV} or data)",
+    )
+    runtime.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="N",
+        help="checkpoint every N epochs; 0 = only on SIGTERM/SIGUSR2 (default: 10)",
+    )
+    runtime.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bf16 autocast on CUDA (default: on; ignored on CPU)",
+    )
+    runtime.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="channels-last memory format on CUDA (default: on; ignored on CPU)",
+    )
+    runtime.add_argument(
+        "--record-failure",
+        action="store_true",
+        help="on an unexpected error write status 'failed' to run.json and exit 0",
+    )
+    return parser
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError("config", str(path), "an existing YAML file")
+    values = yaml.safe_load(path.read_text())
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError("config", str(path), "a YAML mapping of RunConfig fields to values")
+    return values
+
+
+def parse_train_args(argv: Sequence[str]) -> tuple[RunConfig, Any]:
+    """(RunConfig, Runtime) from the command line; Runtime is flooding.train.Runtime."""
+    parser = train_parser()
+    args, unknown = parser.parse_known_args(list(argv))
+    if unknown:
+        accepted = sorted(a.option_strings[-1] for a in parser._actions if a.option_strings)
+        raise ConfigError("option", unknown[0], " ".join(accepted))
+    values = _read_yaml(args.config) if args.config is not None else {}
+    for f in dataclasses.fields(RunConfig):
+        given = getattr(args, f.name)
+        if given is not None:
+            values[f.name] = given
+    cfg = RunConfig.from_dict(values)
+    if args.threads < 0:
+        raise ConfigError("threads", args.threads, "0 (torch's default) or a positive count")
+    if args.checkpoint_every < 0:
+        raise ConfigError("checkpoint_every", args.checkpoint_every, "0 or a positive count")
+    from flooding.train import Runtime
+
+    runtime = Runtime(
+        out=args.out,
+        device=args.device,
+        threads=args.threads,
+        data_root=args.data_root,
+        checkpoint_every=args.checkpoint_every,
+        bf16=args.bf16,
+        channels_last=args.channels_last,
+        record_failure=args.record_failure,
+    )
+    return cfg, runtime
+
+
+def train_main(argv: Sequence[str]) -> int:
+    """`flooding train`: exit 0 when the run ends (completed, diverged, or a recorded
+    failure), 2 on a usage or config error, 75 after a checkpoint forced by a signal."""
+    try:
+        cfg, runtime = parse_train_args(argv)
+    except ConfigError as exc:
+        print(f"flooding train: error: {exc}", file=sys.stderr)
+        return 2
+    from flooding.checkpoint import ResumeError
+    from flooding.data import DatasetMissingError
+    from flooding.train import run
+
+    try:
+        return run(cfg, runtime)
+    except (ConfigError, DatasetMissingError, ResumeError) as exc:
+        print(f"flooding train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def download_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flooding download", description=COMMANDS["download"], allow_abbrev=False
+    )
+    parser.add_argument("name", help="dataset name, e.g. cifar10")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(default_data_root()),
+        help=f"data root (default: ${DATA_ROOT_ENV} or data)",
+    )
+    args = parser.parse_args(list(argv))
+    from flooding.data import download_dataset
+
+    try:
+        download_dataset(args.name, args.root)
+    except ConfigError as exc:
+        print(f"flooding download: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _usage() -> str:
+    lines = ["usage: flooding COMMAND [options]   (flooding COMMAND --help for its options)", ""]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        return train_main(rest)
+    if command == "download":
+        return download_main(rest)
+    if command == "aggregate":
+        from flooding.aggregate import main as aggregate_main
+
+        return int(aggregate_main(rest) or 0)
+    if command == "report":
+        from flooding.report import main as report_main
+
+        return int(report_main(rest) or 0)
+    error = ConfigError("command", command, ", ".join(COMMANDS))
+    print(f"flooding: error: {error}\n\n{_usage()}", file=sys.stderr)
+    return 2

@@ -1,0 +1,40 @@
+"""The flooded training objective (Ishida et al. 2020) and its per-sample variant iFlood."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class FloodedLoss(NamedTuple):
+    """`loss` is what backward() sees; the other two are detached, for logging only."""
+
+    loss: torch.Tensor
+    unflooded: torch.Tensor  # J, the ordinary mini-batch mean cross-entropy
+    flooded_frac: torch.Tensor  # flood: 1.0 if J < b else 0.0; iflood: fraction of l_i < b
+
+
+def flooded_loss(
+    logits: torch.Tensor, targets: torch.Tensor, method: str, level: float
+) -> FloodedLoss:
+    """Cross-entropy with flooding at level b.
+
+    - flood:  |J - b| + b, J the mini-batch mean loss. Below b the gradient flips sign,
+      so the loss floats back up to b instead of going to zero.
+    - iflood: mean_i(|l_i - b| + b), the same applied to each sample's loss (Xie et al. 2022).
+
+    Everything stays a tensor: reading a value here would sync the device every batch.
+    """
+    per_sample = F.cross_entropy(logits.float(), targets, reduction="none")
+    mean = per_sample.mean()
+    if method == "flood":
+        loss = (mean - level).abs() + level
+        frac = (mean.detach() < level).float()
+    elif method == "iflood":
+        loss = ((per_sample - level).abs() + level).mean()
+        frac = (per_sample.detach() < level).float().mean()
+    else:
+        raise ValueError(f"flood_method: invalid value {method!r}; accepted: flood, iflood")
+    return FloodedLoss(loss, mean.detach(), frac)
