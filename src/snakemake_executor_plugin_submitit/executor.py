@@ -1,0 +1,261 @@
+"""The Snakemake executor: ready jobs -> SLURM job arrays through submitit.
+
+Each Snakemake job becomes a `JobCommand` (its `python -m snakemake ...` command line).
+Jobs that are ready together, belong to the same rule and ask for the same resources go
+into one submitit batch, which submitit submits as one SLURM job array (one sbatch call),
+up to `--submitit-max-array-size` tasks each. A status check every
+`--submitit-status-interval` seconds makes one sacct query for all active jobs and reads
+the result file submitit writes when a job ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
+from submitit.core.core import Job, PicklingExecutor
+from submitit.core.utils import FailedJobError, FailedSubmissionError
+from submitit.local.local import LocalExecutor
+from submitit.slurm.slurm import SlurmExecutor
+
+from .command import JobCommand
+from .resources import ResourceError, SlurmRequest, slurm_request
+from .settings import ExecutorSettings
+from .status import (
+    REQUEUE_STATES,
+    Outcome,
+    base_state,
+    final_state_reason,
+    is_active,
+    query_states,
+    read_outcome,
+)
+
+T = TypeVar("T")
+
+# A job whose final state arrives before its result file (a slow shared file system) gets
+# this long for the file to appear before it counts as failed without a result.
+RESULT_GRACE_S = 10.0
+
+
+@dataclass
+class Tracked:
+    """What the executor remembers of a submitted job between status checks."""
+
+    handle: Job[Any]
+    last_state: str = "PENDING"
+    final_since: float | None = None
+    requeues_seen: int = 0
+
+
+def plan_arrays(
+    jobs: Sequence[tuple[str, SlurmRequest, T]], max_size: int
+) -> list[tuple[str, SlurmRequest, list[T]]]:
+    """Group (rule name, request, job) into arrays: one per rule and request, at most
+    max_size jobs each, in the order the jobs came."""
+    groups: dict[tuple[str, SlurmRequest], list[T]] = {}
+    for name, request, job in jobs:
+        groups.setdefault((name, request), []).append(job)
+    return [
+        (name, request, members[start : start + max_size])
+        for (name, request), members in groups.items()
+        for start in range(0, len(members), max_size)
+    ]
+
+
+class Executor(RemoteExecutor):
+    def __post_init__(self) -> None:
+        self.settings: ExecutorSettings = self.workflow.executor_settings
+        self.settings.check()
+        if self.settings.backend == "slurm" and shutil.which("sbatch") is None:
+            raise WorkflowError(
+                "--submitit-backend slurm: sbatch is not on PATH; run on a SLURM login node "
+                "or use --submitit-backend local"
+            )
+        # A flat folder that exists before sbatch runs: SLURM does not create the
+        # directory of a job's log file, and an array task may start at once.
+        self.folder = Path(self.settings.folder).absolute()
+        if self.settings.backend == "local":
+            # Local job ids are process ids, which repeat: one folder per invocation.
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            self.folder = self.folder / f"local-{stamp}-{os.getpid()}"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.next_seconds_between_status_checks = self.settings.status_interval
+        self.status_queries = 0
+        # Every submitted job not yet reported, for cancellation: RemoteExecutor's own
+        # list is empty while a status check runs.
+        self._in_flight: dict[str, SubmittedJobInfo] = {}
+        self._in_flight_lock = threading.Lock()
+
+    # --- submission -------------------------------------------------------------
+
+    def run_job(self, job: JobExecutorInterface) -> None:
+        self.run_jobs([job])
+
+    def run_jobs(self, jobs: Sequence[JobExecutorInterface]) -> None:
+        # Validate every job before submitting any, so a bad resource costs no sbatch call.
+        requests = [(job.name, self.request(job), job) for job in jobs]
+        for name, request, members in plan_arrays(requests, self.settings.max_array_size):
+            self.submit_array(name, request, members)
+
+    def request(self, job: JobExecutorInterface) -> SlurmRequest:
+        try:
+            return slurm_request(dict(job.resources.items()), job.threads)
+        except ResourceError as error:
+            raise WorkflowError(
+                f"rule {job.name} (job {job.jobid}): {error}. Nothing was submitted for "
+                "this batch of ready jobs."
+            ) from None
+
+    def submit_array(
+        self, name: str, request: SlurmRequest, jobs: Sequence[JobExecutorInterface]
+    ) -> None:
+        executor = self.submitit_executor(name, request)
+        # The command gets two thirds of the signal delay to checkpoint, leaving a third
+        # for submitit to requeue the job before SLURM's time limit strikes.
+        grace_s = self.settings.signal_delay_s(request.time_min) * 2 / 3
+        commands = [JobCommand(self.format_job_exec(job), os.getcwd(), grace_s) for job in jobs]
+        for job in jobs:
+            self.run_job_pre(job)
+        try:
+            with executor.batch():
+                handles = [executor.submit(command) for command in commands]
+        except (FailedJobError, FailedSubmissionError, OSError) as error:
+            # sbatch refused (a wrong partition, a quota): report these, the others go on.
+            for job in jobs:
+                self.report_job_error(
+                    SubmittedJobInfo(job), msg=f"submission of rule {name} failed: {error}\n"
+                )
+            return
+        for job, handle in zip(jobs, handles, strict=True):
+            info = SubmittedJobInfo(
+                job, external_jobid=handle.job_id, aux={"tracked": Tracked(handle)}
+            )
+            with self._in_flight_lock:
+                self._in_flight[handle.job_id] = info
+            self.report_job_submission(info)
+        if self.settings.backend == "local":
+            where = f"{len(jobs)} local process(es)"
+        elif len(jobs) == 1:
+            where = f"SLURM job {handles[0].job_id}"
+        else:
+            where = f"SLURM job array {handles[0].job_id.split('_')[0]} ({len(jobs)} tasks)"
+        self.logger.info(f"Submitted rule {name} as {where}.")
+
+    def submitit_executor(self, name: str, request: SlurmRequest) -> PicklingExecutor:
+        executor: PicklingExecutor
+        signal_delay_s = self.settings.signal_delay_s(request.time_min)
+        if self.settings.backend == "local":
+            executor = LocalExecutor(self.folder, max_num_timeout=self.settings.max_requeues)
+            executor.update_parameters(
+                **request.local_parameters(),
+                signal_delay_s=signal_delay_s,
+                stderr_to_stdout=True,
+            )
+            return executor
+        executor = SlurmExecutor(self.folder, max_num_timeout=self.settings.max_requeues)
+        executor.update_parameters(
+            **request.slurm_parameters(),
+            job_name=name,
+            array_parallelism=self.settings.array_parallelism,
+            signal_delay_s=signal_delay_s,
+            stderr_to_stdout=True,
+            # submitit's default wckey fails on clusters that track wckeys without one.
+            wckey=None,
+        )
+        return executor
+
+    # --- status -----------------------------------------------------------------
+
+    async def check_active_jobs(
+        self, active_jobs: list[SubmittedJobInfo]
+    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        states: dict[str, str] = {}
+        if active_jobs and self.settings.backend == "slurm":
+            async with self.status_rate_limiter:
+                self.status_queries += 1
+                self.logger.debug(
+                    f"Status check {self.status_queries}: one sacct query for "
+                    f"{len(active_jobs)} active job(s)."
+                )
+                states = query_states(info.external_jobid or "" for info in active_jobs)
+        now = time.monotonic()
+        for info in active_jobs:
+            tracked: Tracked = info.aux["tracked"]
+            job_id = info.external_jobid or ""
+            if self.settings.backend == "slurm":
+                state = states.get(job_id, "UNKNOWN")
+            else:
+                state = "RUNNING" if not tracked.handle.done() else "COMPLETED"
+            self.note_requeue(job_id, tracked, state)
+            outcome = read_outcome(tracked.handle.paths.result_pickle)
+            if outcome is not None:
+                self.finish(info, outcome, state)
+            elif is_active(state):
+                tracked.final_since = None
+                yield info
+            elif tracked.final_since is None or now - tracked.final_since < RESULT_GRACE_S:
+                tracked.final_since = tracked.final_since or now
+                yield info
+            else:
+                self.finish(info, Outcome(ok=False, traceback=final_state_reason(state)), state)
+
+    def note_requeue(self, job_id: str, tracked: Tracked, state: str) -> None:
+        """Log a requeue once, on the transition into it."""
+        state, last = base_state(state), tracked.last_state
+        requeued = (state in REQUEUE_STATES and last not in REQUEUE_STATES) or (
+            state == "PENDING" and last == "RUNNING"
+        )
+        if requeued:
+            tracked.requeues_seen += 1
+            self.logger.info(
+                f"SLURM job {job_id} was requeued (time limit or preemption) and will resume "
+                f"from its checkpoint (requeue {tracked.requeues_seen})."
+            )
+        tracked.last_state = state
+
+    def finish(self, info: SubmittedJobInfo, outcome: Outcome, state: str) -> None:
+        with self._in_flight_lock:
+            self._in_flight.pop(info.external_jobid or "", None)
+        if outcome.ok:
+            self.report_job_success(info)
+            return
+        log = str(info.aux["tracked"].handle.paths.stdout)
+        self.report_job_error(
+            info,
+            msg=f"submitit job {info.external_jobid} failed (state {base_state(state)}): "
+            f"{outcome.reason}\nLog: {log}\n",
+            aux_logs=[log],
+        )
+
+    # --- cancellation -----------------------------------------------------------
+
+    def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        with self._in_flight_lock:
+            infos = {info.external_jobid: info for info in self._in_flight.values()}
+            self._in_flight.clear()
+        infos.update({info.external_jobid: info for info in active_jobs})
+        if not infos:
+            return
+        if self.settings.backend == "local":
+            for info in infos.values():
+                info.aux["tracked"].handle.cancel(check=False)
+            self.logger.info(f"Cancelled {len(infos)} local submitit job(s).")
+            return
+        # Cancelling an array's id cancels all of its tasks: one scancel for everything.
+        arrays = sorted({str(job_id).split("_")[0] for job_id in infos})
+        result = subprocess.run(["scancel", *arrays], capture_output=True, text=True, check=False)
+        self.logger.info(f"Cancelled SLURM job(s) {', '.join(arrays)} (scancel).")
+        if result.returncode != 0:
+            self.logger.warning(f"scancel reported: {result.stderr.strip()}")

@@ -1,0 +1,119 @@
+"""Job status: one `sacct` query for all active jobs, and the outcome submitit recorded.
+
+submitit's own watcher batches its queries too, but on its own schedule (2 s, 4 s, 8 s ...
+after the last submission, then every `delay_s`) and whenever a job's state is read. The
+executor checks at its own fixed interval instead, with exactly one query per check, so it
+calls sacct here and reads submitit's result files directly, never `job.done()` or
+`job.state`, which would query again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from submitit.core.utils import pickle_load
+from submitit.slurm.slurm import SlurmInfoWatcher
+
+# SLURM states in which a job may still produce a result; any other state is final.
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "RESIZING",
+        "SUSPENDED",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+        "RESV_DEL_HOLD",
+        # Not in the accounting yet: slurmdbd learns of new jobs a moment after sbatch.
+        "UNKNOWN",
+    }
+)
+REQUEUE_STATES = frozenset({"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"})
+# What a final state without a result from submitit means, for the error message.
+FINAL_STATE_REASONS = {
+    "TIMEOUT": "it reached its time limit without being requeued (raise runtime, or "
+    "--submitit-signal-delay if saving the checkpoint takes longer)",
+    "OUT_OF_MEMORY": "it ran out of memory (raise mem_mb)",
+    "CANCELLED": "it was cancelled",
+    "PREEMPTED": "it was preempted and not requeued",
+    "NODE_FAIL": "its node failed",
+    "BOOT_FAIL": "its node failed to boot",
+    "DEADLINE": "it missed its deadline",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What submitit recorded at the end of a job: success, or the error's traceback."""
+
+    ok: bool
+    traceback: str = ""
+
+    @property
+    def reason(self) -> str:
+        """The last line of the traceback: the exception and its message."""
+        lines = [line for line in self.traceback.strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else "no error recorded"
+
+
+def base_state(state: str) -> str:
+    """'CANCELLED by 0' -> 'CANCELLED'; '' -> 'UNKNOWN'."""
+    words = state.split()
+    return words[0].upper() if words else "UNKNOWN"
+
+
+def is_active(state: str) -> bool:
+    return base_state(state) in ACTIVE_STATES
+
+
+def final_state_reason(state: str) -> str:
+    """Why a job in this final state left no result behind."""
+    state = base_state(state)
+    reason = FINAL_STATE_REASONS.get(state, "it ended without a result")
+    return f"{reason} (SLURM state {state})"
+
+
+def query_states(job_ids: Iterable[str], sacct: str = "sacct") -> dict[str, str]:
+    """One sacct call for all given jobs -> {job id (as submitit names it): state}.
+
+    Array tasks are asked for through their array's id, so the command line stays short
+    however many tasks are active. A failing sacct is not fatal: the states stay
+    unknown (active) until the next check.
+    """
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
+    if not arrays:
+        return {}
+    command = [sacct, "--allocations", "--parsable2", "--format=JobID,State"]
+    command += ["--jobs", ",".join(arrays)]
+    try:
+        output = subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    # submitit's parser expands array ranges such as 12_[3-9%2].
+    info = SlurmInfoWatcher().read_info(output)
+    return {job_id: fields.get("State", "") for job_id, fields in info.items()}
+
+
+def read_outcome(result_pickle: Path) -> Outcome | None:
+    """The outcome submitit pickled when the job ended, or None while there is none."""
+    if not result_pickle.exists():
+        return None
+    try:
+        status, value = pickle_load(result_pickle)
+    except (OSError, EOFError):
+        # Written to a temporary name and renamed, so this is a file system hiccup.
+        return None
+    if status == "success":
+        return Outcome(ok=True)
+    return Outcome(ok=False, traceback=str(value))

@@ -1,0 +1,397 @@
+"""End to end on a real SLURM: `snakemake --profile slurm` through the submitit executor.
+
+A session fixture starts a single-node cluster with cluster/start.sh (two fake GPUs, sacct
+through slurmdbd). Snakemake then runs from temporary folders, each with its own copy of
+the profile, site settings pointed at the local partition:
+
+- the workflow on config/ci.yaml (twice: the second submits nothing);
+- at the same time, a small workflow of scenarios: jobs that succeed, one that fails, one
+  that sbatch refuses, and one that reaches its 1-minute time limit and must be requeued
+  to resume from its checkpoint;
+- jobs interrupted by SIGINT to Snakemake, which must leave none of them in the queue.
+
+Where SLURM is not running and cannot be started (not root, no Debian packages), the tests
+are skipped, except under CI=true, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+PARTITION = "local"
+STATUS_INTERVAL_S = 2
+SCENARIO_SNAKEFILE = """
+rule all:
+    input: "out/ok_0.txt", "out/ok_1.txt", "out/fail.txt", "out/long.txt", "out/nowhere.txt"
+
+rule ok:
+    output: "out/ok_{i}.txt"
+    shell: "echo ok > {output}"
+
+rule fail:
+    output: "out/fail.txt"
+    log: "logs/fail.log"
+    shell: "echo 'this rule fails on purpose' > {log}; exit 3"
+
+# sbatch refuses it: the submission fails, not the workflow.
+rule nowhere:
+    output: "out/nowhere.txt"
+    resources: slurm_partition="nowhere"
+    shell: "touch {output}"
+
+# Counts until the timeout signal, saves its step and exits; the requeued run resumes.
+rule long:
+    output: "out/long.txt"
+    log: "logs/long.log"
+    resources: runtime=1
+    shell: "python checkpointing.py state.txt {output} > {log} 2>&1"
+"""
+CHECKPOINTING_SCRIPT = """
+import pathlib, signal, sys, time
+state, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+start = int(state.read_text()) if state.exists() else 0
+stop = []
+signal.signal(signal.SIGUSR2, lambda signum, frame: stop.append(signum))
+signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+step = start
+# The first run counts until SLURM's signal; a resumed run does three more steps.
+while start == 0 or step < start + 3:
+    if stop:
+        state.write_text(str(step))
+        sys.exit(1)
+    time.sleep(1)
+    step += 1
+out.write_text(f"resumed from step {start}\\n")
+"""
+INTERRUPT_SNAKEFILE = """
+rule all:
+    input: expand("out/{i}.txt", i=range(3))
+
+rule slow:
+    output: "out/{i}.txt"
+    resources: gpu=1
+    shell: "sleep 600; touch {output}"
+"""
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip where SLURM is unavailable; under CI a missing cluster is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but SLURM is unavailable: {reason}")
+    pytest.skip(reason)
+
+
+def cluster_ready() -> bool:
+    """SLURM answers and has a node that takes jobs (busy or not)."""
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    states = set(result.stdout.split())
+    return result.returncode == 0 and bool(states & {"idle", "mixed", "allocated"})
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[datetime]:
+    """A running single-node SLURM; yields the time from which sacct shows our jobs."""
+    started_here = False
+    if not cluster_ready():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            skip_or_fail(
+                "SLURM is not running, and starting it takes root on Debian/Ubuntu: "
+                "sudo bash cluster/start.sh"
+            )
+        result = subprocess.run(
+            ["bash", str(REPO / "cluster" / "start.sh")], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            skip_or_fail(f"cluster/start.sh failed:\n{result.stdout}\n{result.stderr}")
+        started_here = True
+    yield datetime.now() - timedelta(minutes=1)
+    if started_here:
+        subprocess.run(["bash", str(REPO / "cluster" / "stop.sh")], check=False)
+
+
+def write_profile(root: Path, **overrides: object) -> None:
+    """Copy the repository's profile into root/slurm, with the site settings for here."""
+    profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
+    profile["default-resources"]["slurm_partition"] = PARTITION
+    profile["submitit-status-interval"] = STATUS_INTERVAL_S
+    profile["latency-wait"] = 5
+    profile.update(overrides)
+    (root / "slurm").mkdir(parents=True)
+    (root / "slurm" / "config.yaml").write_text(yaml.safe_dump(profile))
+
+
+def snakemake_env(sacct_log: Path | None = None, shim_dir: Path | None = None) -> dict[str, str]:
+    """The environment of a Snakemake run; optionally with sacct wrapped to log each call."""
+    path = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": path}
+    if sacct_log is not None and shim_dir is not None:
+        shim_dir.mkdir(parents=True)
+        shim = shim_dir / "sacct"
+        real = shutil.which("sacct")
+        shim.write_text(f'#!/bin/sh\necho "$(date +%s.%N)" >> {sacct_log}\nexec {real} "$@"\n')
+        shim.chmod(0o755)
+        env["PATH"] = f"{shim_dir}{os.pathsep}{path}"
+    return env
+
+
+@dataclass(frozen=True)
+class Run:
+    """A Snakemake invocation running in the background, its output going to a file."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    started: float
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def start_snakemake(root: Path, name: str, env: dict[str, str], *args: str) -> Run:
+    log = root / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "snakemake"), "--profile", "slurm", *args],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Run(process, log, time.monotonic())
+
+
+@dataclass(frozen=True)
+class SacctRow:
+    job_id: str
+    name: str
+    state: str
+    alloc_tres: str
+
+    @property
+    def array_id(self) -> str:
+        return self.job_id.split("_")[0]
+
+
+def sacct_rows(since: datetime, workdir: Path, duplicates: bool = False) -> list[SacctRow]:
+    """Our jobs (those submitted from workdir), one row per job, or per run with duplicates."""
+    command = ["sacct", "--allocations", "--noheader", "--parsable2", "--allusers"]
+    command += ["--starttime", since.strftime("%Y-%m-%dT%H:%M:%S")]
+    command += ["--format=JobID,JobName,State,AllocTRES,WorkDir"]
+    if duplicates:
+        command.append("--duplicates")
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in output.splitlines() if line]
+    return [
+        SacctRow(job_id, name, state, tres)
+        for job_id, name, state, tres, directory in rows
+        if Path(directory) == workdir
+    ]
+
+
+@dataclass(frozen=True)
+class Results:
+    """The two concurrent invocations (workflow and scenarios) and what SLURM recorded."""
+
+    since: datetime
+    workflow: Path
+    first: Run
+    first_returncode: int
+    first_seconds: float
+    second: Run
+    second_returncode: int
+    jobs_before_second: list[SacctRow]
+    jobs_after_second: list[SacctRow]
+    sacct_calls: list[float]
+    scenarios: Path
+    scenario_run: Run
+    scenario_returncode: int
+
+
+@pytest.fixture(scope="module")
+def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -> Results:
+    workflow = tmp_path_factory.mktemp("workflow")
+    for name in ("Snakefile", "workflow", "config", "envs"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, workflow / name)
+        else:
+            shutil.copy(source, workflow / name)
+    write_profile(workflow)
+    scenarios = tmp_path_factory.mktemp("scenarios")
+    (scenarios / "Snakefile").write_text(SCENARIO_SNAKEFILE)
+    (scenarios / "checkpointing.py").write_text(CHECKPOINTING_SCRIPT)
+    # The long job gets SLURM's signal at half its 1-minute limit (the profile's 120 s
+    # signal delay is capped there).
+    write_profile(scenarios)
+
+    sacct_log = workflow / "sacct-calls.txt"
+    workflow_env = snakemake_env(sacct_log, workflow / "shim")
+    scenario_run = start_snakemake(scenarios, "scenarios", snakemake_env())
+    first = start_snakemake(workflow, "first", workflow_env, "--configfile", "config/ci.yaml")
+    first_returncode = first.wait(timeout_s=400)
+    first_seconds = time.monotonic() - first.started
+    jobs_before_second = sacct_rows(slurm_cluster, workflow)
+    second = start_snakemake(workflow, "second", workflow_env, "--configfile", "config/ci.yaml")
+    second_returncode = second.wait(timeout_s=120)
+    scenario_returncode = scenario_run.wait(timeout_s=400)
+    calls = sacct_log.read_text().split() if sacct_log.exists() else []
+    return Results(
+        since=slurm_cluster,
+        workflow=workflow,
+        first=first,
+        first_returncode=first_returncode,
+        first_seconds=first_seconds,
+        second=second,
+        second_returncode=second_returncode,
+        jobs_before_second=jobs_before_second,
+        jobs_after_second=sacct_rows(slurm_cluster, workflow),
+        sacct_calls=[float(call) for call in calls],
+        scenarios=scenarios,
+        scenario_run=scenario_run,
+        scenario_returncode=scenario_returncode,
+    )
+
+
+def test_training_runs_as_gpu_job_arrays(results: Results) -> None:
+    assert results.first_returncode == 0, results.first.output
+    jobs = results.jobs_before_second
+    train = [job for job in jobs if job.name == "train"]
+    runs = len(list((results.workflow / "results" / "runs").glob("**/run.json")))
+    sbatch_calls = len({job.array_id for job in jobs})
+    print(
+        f"\nworkflow: {runs} runs, {len(train)} SLURM jobs, {sbatch_calls} sbatch call(s), "
+        f"{len(results.sacct_calls)} sacct queries in {results.first_seconds:.0f} s "
+        f"(status interval {STATUS_INTERVAL_S} s)"
+    )
+    assert runs > 1
+    # Only training reaches SLURM: downloads, aggregation and the report are local rules.
+    assert len(train) == len(jobs) == runs
+    # All runs were ready together: one job array, one task per run.
+    assert sbatch_calls == 1
+    assert all("_" in job.job_id for job in train)
+    assert all(job.state == "COMPLETED" for job in train), train
+    assert all("gres/gpu=1" in job.alloc_tres for job in train), train
+
+
+def test_workflow_outputs_are_complete(results: Results) -> None:
+    summary = pd.read_parquet(results.workflow / "results" / "summary.parquet")
+    metrics = pd.read_parquet(results.workflow / "results" / "metrics.parquet")
+    assert len(summary) == len(results.jobs_before_second)
+    assert (summary["status"] == "completed").all(), summary[["run_dir", "status", "error"]]
+    assert set(metrics["run_dir"]) == set(summary["run_dir"])
+    assert (results.workflow / "reports" / "report.html").stat().st_size > 0
+
+
+def test_second_invocation_submits_nothing(results: Results) -> None:
+    assert results.second_returncode == 0, results.second.output
+    assert "Nothing to be done" in results.second.output
+    assert results.jobs_after_second == results.jobs_before_second
+
+
+def test_status_checks_are_one_sacct_query_per_interval(results: Results) -> None:
+    calls = results.sacct_calls
+    assert calls, "the executor never asked sacct"
+    gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
+    # Each check is a single sacct call for all active jobs, then a pause of one interval.
+    assert min(gaps, default=STATUS_INTERVAL_S) >= 0.95 * STATUS_INTERVAL_S, gaps
+    assert len(calls) <= results.first_seconds / STATUS_INTERVAL_S + 1
+
+
+def test_failed_job_is_reported_with_its_log_and_others_finish(results: Results) -> None:
+    output = results.scenario_run.output
+    assert results.scenario_returncode != 0, output
+    assert "Error in rule fail" in output
+    log = next(
+        (word for word in output.split() if word.endswith("_log.out") and "submitit" in word),
+        None,
+    )
+    assert log is not None, output
+    assert "the job command exited with status" in Path(log.rstrip(",")).read_text()
+    assert (results.scenarios / "logs" / "fail.log").read_text().strip() == (
+        "this rule fails on purpose"
+    )
+    assert "submission of rule nowhere failed" in output
+    assert "invalid partition specified: nowhere" in output
+    for name in ("ok_0", "ok_1", "long"):
+        assert (results.scenarios / "out" / f"{name}.txt").exists(), output
+    jobs = sacct_rows(results.since, results.scenarios)
+    print(
+        f"\nscenarios: {len(jobs)} SLURM jobs, {len({job.array_id for job in jobs})} sbatch call(s)"
+    )
+    # Ready together: the two ok jobs share one array.
+    assert len({job.array_id for job in jobs if job.name == "ok"}) == 1
+
+
+def test_time_limit_requeues_and_resumes_from_checkpoint(results: Results) -> None:
+    resumed = (results.scenarios / "out" / "long.txt").read_text().split()
+    assert resumed[:3] == ["resumed", "from", "step"]
+    assert int(resumed[3]) > 0
+    runs = [
+        job
+        for job in sacct_rows(results.since, results.scenarios, duplicates=True)
+        if job.name == "long"
+    ]
+    assert [job.state for job in runs].count("REQUEUED") >= 1, runs
+    assert runs[-1].state == "COMPLETED", runs
+    assert "was requeued" in results.scenario_run.output
+
+
+def test_sigint_leaves_no_job_in_the_queue(slurm_cluster: datetime, tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text(INTERRUPT_SNAKEFILE)
+    # Three jobs: an array of two that runs one task at a time, and an array of one.
+    write_profile(tmp_path, **{"submitit-max-array-size": 2, "submitit-array-parallelism": 1})
+    run = start_snakemake(tmp_path, "interrupted", snakemake_env())
+
+    def our_jobs() -> list[tuple[str, str, str]]:
+        output = subprocess.run(
+            ["squeue", "--noheader", "--array", "--format=%i|%T|%r|%Z"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        rows = [line.split("|") for line in output.splitlines() if line]
+        return [(job, state, why) for job, state, why, workdir in rows if Path(workdir) == tmp_path]
+
+    deadline = time.monotonic() + 120
+    while [state for _, state, _ in our_jobs()].count("RUNNING") < 2:
+        assert run.process.poll() is None, run.output
+        assert time.monotonic() < deadline, our_jobs()
+        time.sleep(0.5)
+    queued = our_jobs()
+    run.process.send_signal(signal.SIGINT)
+    returncode = run.wait(timeout_s=120)
+    deadline = time.monotonic() + 60
+    while our_jobs() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert len({job.split("_")[0] for job, _, _ in queued}) == 2, queued
+    assert ("PENDING", "JobArrayTaskLimit") in {(state, why) for _, state, why in queued}
+    assert returncode != 0
+    assert "Cancelled SLURM job" in run.output
+    assert our_jobs() == []
