@@ -1,0 +1,159 @@
+"""Gather the runs of a grid into the two tables the report reads.
+
+- `metrics.parquet`: every epoch of every run, one table (each run's metrics.parquet plus
+  `run_dir` and `status`).
+- `summary.parquet`: one row per run: its config, status and, for each metric, the value at
+  the last epoch (`final_<m>`) and at the epoch of best validation accuracy (`best_<m>`,
+  the early-stopping choice, made here from the per-epoch metrics at no training cost).
+
+Failed and diverged runs are kept, so they show in the summary; a failed run may have no
+epoch at all, and then its metrics are missing (NaN), not invented.
+
+    flooding aggregate --runs DIR [DIR ...] --metrics OUT.parquet --summary OUT.parquet
+    flooding aggregate --failed SUMMARY.parquet   # the failed runs' outputs, to retrain
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRICS_FILE = "metrics.parquet"
+RUN_FILE = "run.json"
+# Metrics reported at the final and at the best-validation epoch.
+SUMMARY_METRICS = (
+    "train_loss",
+    "train_acc",
+    "train_loss_clean",
+    "train_acc_clean",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+)
+RECORD_COLUMNS = ("config_hash", "run_dir", "status", "error", "epochs_completed", "bayes_error")
+
+
+def best_epoch(metrics: pd.DataFrame) -> int | None:
+    """Epoch >= 1 with the highest validation accuracy, the earliest on ties; None if none."""
+    trained = metrics[(metrics["epoch"] >= 1) & metrics["val_acc"].notna()]
+    if trained.empty:
+        return None
+    best = trained["val_acc"].max()
+    return int(trained.loc[trained["val_acc"] == best, "epoch"].min())
+
+
+def summarise(run_dir: str, metrics: pd.DataFrame, record: dict[str, Any]) -> dict[str, Any]:
+    """One summary row: config, record fields, best epoch, final and best metrics."""
+    bayes = record.get("bayes_error")
+    row: dict[str, Any] = {
+        **record["config"],
+        "config_hash": record["config_hash"],
+        "run_dir": run_dir,
+        "status": record["status"],
+        "error": record.get("error"),
+        "epochs_completed": int(record["epochs_completed"]),
+        "bayes_error": math.nan if bayes is None else float(bayes),
+    }
+    chosen = best_epoch(metrics)
+    row["best_epoch"] = chosen
+    ordered = metrics.sort_values("epoch")
+    final = ordered.iloc[-1] if len(ordered) else None
+    best = ordered.loc[ordered["epoch"] == chosen].iloc[0] if chosen is not None else None
+    for name in SUMMARY_METRICS:
+        row[f"final_{name}"] = math.nan if final is None else float(final[name])
+    for name in SUMMARY_METRICS:
+        row[f"best_{name}"] = math.nan if best is None else float(best[name])
+    return row
+
+
+def read_run(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A run's per-epoch metrics and its run.json record."""
+    directory = Path(run_dir)
+    metrics = pd.read_parquet(directory / METRICS_FILE)
+    record = json.loads((directory / RUN_FILE).read_text())
+    return metrics, record
+
+
+def aggregate(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics, summary) tables of the given runs, in the given order."""
+    if not run_dirs:
+        raise ValueError("no runs to aggregate")
+    frames: list[pd.DataFrame] = []
+    rows: list[dict[str, Any]] = []
+    for run_dir in run_dirs:
+        metrics, record = read_run(run_dir)
+        rows.append(summarise(run_dir, metrics, record))
+        if len(metrics):  # a run that failed before epoch 0 adds no rows
+            frames.append(metrics.assign(run_dir=run_dir, status=record["status"]))
+    summary = pd.DataFrame(rows)
+    summary["best_epoch"] = summary["best_epoch"].astype("Int64")
+    if frames:
+        all_metrics = pd.concat(frames, ignore_index=True)
+    else:
+        all_metrics = pd.DataFrame(columns=["epoch", "run_dir", "status"])
+    return all_metrics, summary
+
+
+def write_parquet(table: pd.DataFrame, path: str) -> None:
+    """Write next to the target, then rename: readers never see half a table."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, target)
+
+
+def aggregate_runs(run_dirs: Sequence[str], metrics_out: str, summary_out: str) -> str:
+    """Aggregate and write both tables; returns a one-line account of the runs' statuses."""
+    metrics, summary = aggregate(run_dirs)
+    write_parquet(metrics, metrics_out)
+    write_parquet(summary, summary_out)
+    counts = summary["status"].value_counts().to_dict() if len(summary) else {}
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"aggregated {len(summary)} runs ({statuses}), {len(metrics)} epoch rows"
+
+
+def failed_outputs(summary_path: str) -> list[str]:
+    """metrics.parquet of every failed run in a summary: the targets to force a rerun of."""
+    summary = pd.read_parquet(summary_path, columns=["run_dir", "status"])
+    failed = summary.loc[summary["status"] == "failed", "run_dir"]
+    return [str(Path(run_dir) / METRICS_FILE) for run_dir in failed]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flooding aggregate",
+        description="Gather runs into an all-epochs table and a one-row-per-run summary.",
+    )
+    parser.add_argument("--runs", nargs="+", metavar="DIR", help="run output folders")
+    parser.add_argument("--metrics", metavar="OUT", help="all epochs of all runs (Parquet)")
+    parser.add_argument("--summary", metavar="OUT", help="one row per run (Parquet)")
+    parser.add_argument(
+        "--failed",
+        metavar="SUMMARY",
+        help="instead: print the metrics.parquet of each failed run in SUMMARY, one per line "
+        "(for `snakemake --forcerun`)",
+    )
+    args = parser.parse_args(argv)
+    if args.failed is not None:
+        if args.runs or args.metrics or args.summary:
+            parser.error("--failed takes no other option")
+        print("\n".join(failed_outputs(args.failed)))
+        return 0
+    if not (args.runs and args.metrics and args.summary):
+        parser.error("--runs, --metrics and --summary are required")
+    print(aggregate_runs(args.runs, args.metrics, args.summary), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Aggregation of run folders written in the engine's own formats (metrics.parquet, run.json)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flooding.aggregate import SUMMARY_METRICS, aggregate, best_epoch, main
+from flooding.config import RunConfig
+from flooding.metrics import EPOCH_COLUMNS, write_metrics, write_run_json
+
+NAN = float("nan")
+
+
+def epoch_row(epoch: int, val_acc: float, loss: float = 0.5) -> dict[str, float]:
+    row = {name: loss for name in EPOCH_COLUMNS}
+    row.update(epoch=epoch, val_acc=val_acc, train_acc=0.1 * epoch, test_acc=0.01 * epoch)
+    return row
+
+
+def write_run(
+    folder: Path,
+    cfg: RunConfig,
+    rows: list[dict[str, float]],
+    status: str = "completed",
+    error: str | None = None,
+    bayes_error: float | None = None,
+) -> str:
+    write_metrics(folder, rows, cfg, bayes_error)
+    write_run_json(
+        folder,
+        cfg,
+        status=status,
+        error=error,
+        epochs_completed=max((int(r["epoch"]) for r in rows), default=0),
+        bayes_error=bayes_error,
+        device="cpu",
+        started="2026-01-01T00:00:00+00:00",
+    )
+    return str(folder)
+
+
+def test_best_epoch_skips_epoch_zero_and_nan_and_takes_the_earliest_tie() -> None:
+    table = pd.DataFrame({"epoch": [0, 1, 2, 3, 4, 5], "val_acc": [0.99, 0.5, 0.8, NAN, 0.8, 0.7]})
+    assert best_epoch(table) == 2
+    assert best_epoch(table[table["epoch"] == 0]) is None
+
+
+def test_summary_and_metrics_tables(tmp_path: Path) -> None:
+    base = RunConfig(dataset="gaussians", epochs=3, train_size=100, batch_size=10)
+    completed = write_run(
+        tmp_path / "a",
+        base,
+        [epoch_row(0, 0.9), epoch_row(1, 0.6), epoch_row(2, 0.7), epoch_row(3, 0.7)],
+        bayes_error=0.0569,
+    )
+    diverged_cfg = dataclasses.replace(base, flood_level=0.1, lr=10.0)
+    diverged = write_run(
+        tmp_path / "b",
+        diverged_cfg,
+        [epoch_row(0, 0.5), epoch_row(1, 0.55), epoch_row(2, NAN, loss=NAN)],
+        status="diverged",
+    )
+    failed = write_run(
+        tmp_path / "c", dataclasses.replace(base, seed=1), [], "failed", "RuntimeError: x"
+    )
+
+    metrics, summary = aggregate([completed, diverged, failed])
+
+    assert list(summary["run_dir"]) == [completed, diverged, failed]
+    fields = [f.name for f in dataclasses.fields(RunConfig)]
+    expected = [
+        *fields,
+        "config_hash",
+        "run_dir",
+        "status",
+        "error",
+        "epochs_completed",
+        "bayes_error",
+        "best_epoch",
+        *(f"final_{m}" for m in SUMMARY_METRICS),
+        *(f"best_{m}" for m in SUMMARY_METRICS),
+    ]
+    assert list(summary.columns) == expected
+    a, b, c = (summary.iloc[i] for i in range(3))
+    assert (a["status"], a["best_epoch"], a["epochs_completed"]) == ("completed", 2, 3)
+    assert a["best_train_acc"] == pytest.approx(0.2) and a["final_train_acc"] == pytest.approx(0.3)
+    assert a["bayes_error"] == pytest.approx(0.0569)
+    assert (b["status"], b["best_epoch"], b["flood_level"], b["lr"]) == ("diverged", 1, 0.1, 10.0)
+    assert math.isnan(b["final_train_loss"]) and b["best_val_acc"] == pytest.approx(0.55)
+    assert math.isnan(b["bayes_error"])
+    assert (c["status"], c["error"], c["seed"]) == ("failed", "RuntimeError: x", 1)
+    assert c["best_epoch"] is pd.NA
+    assert all(math.isnan(c[f"final_{m}"]) and math.isnan(c[f"best_{m}"]) for m in SUMMARY_METRICS)
+
+    assert len(metrics) == 4 + 3  # the failed run has no epoch
+    assert metrics.groupby("run_dir")["status"].first().to_dict() == {
+        completed: "completed",
+        diverged: "diverged",
+    }
+    assert {"epoch_lr", "lr", "config_hash", "flood_level"} <= set(metrics.columns)
+
+
+def test_command_line_writes_both_tables_and_lists_failed_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = RunConfig(epochs=1, train_size=100, batch_size=10)
+    ok = write_run(tmp_path / "runs" / "ok", cfg, [epoch_row(0, 0.5), epoch_row(1, 0.6)])
+    bad = write_run(tmp_path / "runs" / "bad", dataclasses.replace(cfg, seed=3), [], "failed")
+    metrics_out, summary_out = tmp_path / "m.parquet", tmp_path / "s.parquet"
+    argv = ["--runs", ok, bad, "--metrics", str(metrics_out), "--summary", str(summary_out)]
+    assert main(argv) == 0
+    assert "aggregated 2 runs (1 completed, 1 failed), 2 epoch rows" in capsys.readouterr().err
+    assert len(pd.read_parquet(metrics_out)) == 2
+    assert list(pd.read_parquet(summary_out)["status"]) == ["completed", "failed"]
+
+    assert main(["--failed", str(summary_out)]) == 0
+    assert capsys.readouterr().out.split() == [str(Path(bad) / "metrics.parquet")]
+    with pytest.raises(SystemExit):
+        main(["--failed", str(summary_out), "--runs", ok])
+    with pytest.raises(SystemExit):
+        main(["--runs", ok])

@@ -1,0 +1,157 @@
+"""The Snakemake workflow planned without running it: the shipped configs, config errors, lint.
+
+Each test works in a temporary copy of the workflow, so nothing is written into the
+repository's results/ or .snakemake/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_workflow_config import filled
+
+from flooding.grid import expand_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs")
+
+
+def copy_workflow(dest: Path, config: dict[str, Any] | None = None) -> Path:
+    """The workflow in `dest`; `config`, if given, replaces config/config.yaml there."""
+    for name in WORKFLOW_FILES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name)
+        else:
+            shutil.copy(source, dest / name)
+    if config is not None:
+        write_config(dest, config)
+    return dest
+
+
+def write_config(workdir: Path, config: dict[str, Any]) -> None:
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the venv's snakemake in `workdir`; jobs find the venv's `flooding` on PATH."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        output = result.stdout + result.stderr
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{output[-6000:]}")
+    return result
+
+
+def planned_counts(workdir: Path, *args: str) -> Counter[str]:
+    """Jobs per rule that `snakemake -n` would run (its 'Job stats' table)."""
+    text = snakemake(workdir, "--dry-run", "--quiet", "rules", *args).stdout
+    if "Nothing to be done" in text:
+        return Counter()
+    table = text.split("Job stats:")[1].split("\n\n")[0]
+    rows = (line.split() for line in table.splitlines()[3:])
+    return Counter({rule: int(n) for rule, n in rows if rule != "total"})
+
+
+def test_default_config_plans_the_whole_pipeline_without_downloads(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    assert planned_counts(workdir) == {"train": 120, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_default_config_asks_the_papers_four_questions() -> None:
+    runs = expand_grid(filled(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))).runs
+    configs = [run.config for run in runs]
+    assert len({c.dataset for c in configs}) >= 2 and "digits" in {c.dataset for c in configs}
+    assert {"mlp", "resnet_tiny"} <= {c.arch for c in configs}
+    assert len({(c.weight_decay, c.augment) for c in configs}) >= 2
+    for dataset in {c.dataset for c in configs}:
+        levels = {c.flood_level for c in configs if c.dataset == dataset}
+        assert 0.0 in levels and len(levels) >= 5
+    assert len({c.seed for c in configs}) >= 3
+    noise_levels = Counter(
+        len({c.label_noise for c in configs if c.dataset == d})
+        for d in {c.dataset for c in configs}
+    )
+    assert max(noise_levels) >= 3
+    assert all(run.download is None for run in runs)
+
+
+def test_paper_config_plans_downloads_then_training_without_the_data(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    counts = planned_counts(
+        workdir, "--configfile", "config/paper.yaml", "--config", "data_root=no-data-here"
+    )
+    assert counts["download"] == 6
+    assert counts["train"] > 2000
+    assert (counts["aggregate"], counts["report"]) == (1, 1)
+    assert not (workdir / "no-data-here").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"training": {"epoch": 3}}, r"'epoch' was unexpected"),
+        ({"seeds": "zero"}, r"'zero' is not of type 'array'[\s\S]*instance\['seeds'\]"),
+        (
+            {"datasets": [{"name": "spiral", "label_noise": [1.5]}]},
+            r"1.5 is greater than or equal to the maximum of 1[\s\S]*"
+            r"instance\['datasets'\]\[0\]\['label_noise'\]\[0\]",
+        ),
+        (
+            {"archs": [{"name": "mlp", "training": {"optimizer": "adagrad"}}]},
+            r"'adagrad' is not one of[\s\S]*instance\['archs'\]\[0\]\['training'\]\['optimizer'\]",
+        ),
+        ({"datasets": [{"name": "imagenet"}]}, r"'imagenet' is not one of \['gaussians'"),
+        (
+            {"datasets": [{"name": "spiral", "archs": ["resnet"]}]},
+            r"datasets\[0\] \(spiral\)\.archs: \['resnet'\] not among archs",
+        ),
+        (
+            {"datasets": [{"name": "spiral", "training": {"batch_size": 5000}}]},
+            r"datasets\[0\] \(spiral\), run spiral-noise0/mlp/wd0-aug0/flood0/seed0: "
+            r"batch_size: invalid value 5000",
+        ),
+    ],
+    ids=["unknown-key", "wrong-type", "bad-value", "bad-enum", "bad-dataset", "bad-arch", "run"],
+)
+def test_bad_config_fails_the_dry_run_naming_the_key(
+    tmp_path: Path, config: dict[str, Any], expected: str
+) -> None:
+    workdir = copy_workflow(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(workdir, "--dry-run", "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr  # snakemake logs to stdout when not on a terminal
+    assert re.search(expected, output), output[-3000:]
+    assert not (workdir / "results").exists()
+
+
+def test_lint_and_format_are_clean(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    lint = snakemake(workdir, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in lint.stdout + lint.stderr
+    fmt = subprocess.run(
+        [str(BIN / "snakefmt"), "--check", "Snakefile", "workflow"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert fmt.returncode == 0, fmt.stderr

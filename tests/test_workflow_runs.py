@@ -1,0 +1,135 @@
+"""The workflow on real (tiny) runs: incremental reruns, failed runs, the retry command.
+
+After a real run of config/ci.yaml, each config change is planned with Snakemake's
+`--summary` (one line per output file, with its plan), and the test checks that exactly the
+runs the change touches would be trained again.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from test_workflow import copy_workflow, snakemake, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_CONFIG = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+PIPELINE_END = {("aggregate", "results/metrics.parquet"), ("aggregate", "results/summary.parquet")}
+PIPELINE_END |= {("report", "reports/report.html")}
+
+pytestmark = pytest.mark.slow
+
+
+def pending(workdir: Path, *args: str) -> set[tuple[str, str]]:
+    """(rule, output) of every output that Snakemake would (re)create now; runs by path."""
+    lines = snakemake(workdir, "--summary", *args).stdout.splitlines()
+    header = lines.index("output_file\tdate\trule\tlog-file(s)\tstatus\tplan")
+    planned = set()
+    for line in lines[header + 1 :]:
+        output, _, rule, *_, plan = line.split("\t")
+        if plan == "update pending":
+            if rule == "train":
+                output = output.removeprefix("results/runs/").rsplit("/", 1)[0]
+            planned.add((rule, output))
+    return planned
+
+
+def trains(*paths: str) -> set[tuple[str, str]]:
+    return {("train", path) for path in paths}
+
+
+def changed(**changes: Any) -> dict[str, Any]:
+    config = copy.deepcopy(CI_CONFIG)
+    config.update(copy.deepcopy(changes))
+    return config
+
+
+def test_reruns_exactly_what_a_config_change_touches(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path, CI_CONFIG)
+    snakemake(workdir)
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet")
+    assert list(summary["status"]) == ["completed"] * 4
+    assert (workdir / "reports" / "report.html").stat().st_size > 0
+    assert pending(workdir) == set(), "a second identical invocation plans nothing"
+
+    spiral = [
+        "spiral-noise0/mlp/wd0-aug0/flood0/seed0",
+        "spiral-noise0/mlp/wd0-aug0/flood0.1/seed0",
+    ]
+    gaussians = [p.replace("spiral", "gaussians") for p in spiral]
+    longer = changed(
+        datasets=[{"name": "spiral"}, {"name": "gaussians", "training": {"epochs": 3}}]
+    )
+    write_config(workdir, longer)
+    assert pending(workdir) == trains(*gaussians) | PIPELINE_END
+
+    write_config(workdir, changed(flood={"methods": ["flood"], "levels": [0.0, 0.1, 0.2]}))
+    new_level = [p.replace("flood0.1", "flood0.2") for p in (spiral[1], gaussians[1])]
+    assert pending(workdir) == trains(*new_level) | PIPELINE_END
+
+    write_config(workdir, changed(seeds=[0, 1]))
+    new_seed = [p.replace("seed0", "seed1") for p in spiral + gaussians]
+    assert pending(workdir) == trains(*new_seed) | PIPELINE_END
+
+    write_config(workdir, changed(flood={"methods": ["flood"], "levels": [0.0]}))
+    assert pending(workdir) == PIPELINE_END, "removing a level retrains nothing"
+
+    # Carry out the epochs change: the spiral runs stay as they were.
+    write_config(workdir, longer)
+    untouched = {p: (workdir / "results/runs" / p / "run.json").stat().st_mtime for p in spiral}
+    snakemake(workdir)
+    assert pending(workdir) == set()
+    assert untouched == {
+        p: (workdir / "results/runs" / p / "run.json").stat().st_mtime for p in spiral
+    }
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet").set_index("dataset")
+    assert summary.loc["gaussians", "epochs"].tolist() == [3, 3]
+    assert summary.loc["gaussians", "epochs_completed"].tolist() == [3, 3]
+    assert summary.loc["spiral", "epochs_completed"].tolist() == [2, 2]
+
+
+def test_a_failed_run_is_recorded_and_retried_on_request(tmp_path: Path) -> None:
+    # A ViT for 224-pixel images fails on 8x8 digits when it first sees a batch: an
+    # unexpected error, recorded as a failed run while the other runs go on.
+    config = changed(
+        archs=[{"name": "mlp"}, {"name": "vit_tiny_patch16_224"}],
+        datasets=[
+            {"name": "spiral", "archs": ["mlp"]},
+            {
+                "name": "digits",
+                "archs": ["vit_tiny_patch16_224"],
+                "training": {"train_size": 200, "test_size": 50},
+                "flood": {"levels": [0.0]},
+            },
+        ],
+    )
+    workdir = copy_workflow(tmp_path, config)
+    snakemake(workdir, "results/summary.parquet")
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet").set_index("dataset")
+    assert summary.loc["spiral", "status"].tolist() == ["completed", "completed"]
+    failed = summary.loc["digits"]
+    assert failed["status"] == "failed" and "Input height (8)" in failed["error"]
+
+    flooding = str(Path(sys.executable).parent / "flooding")
+    retry = subprocess.run(
+        [flooding, "aggregate", "--failed", "results/summary.parquet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    ).stdout.split()
+    run = "digits-noise0/vit_tiny_patch16_224/wd0-aug0/flood0/seed0"
+    assert retry == [f"results/runs/{run}/metrics.parquet"]
+    assert pending(workdir, "results/summary.parquet") == set()
+    assert pending(workdir, "results/summary.parquet", "--forcerun", *retry) == trains(run) | {
+        ("aggregate", "results/metrics.parquet"),
+        ("aggregate", "results/summary.parquet"),
+    }

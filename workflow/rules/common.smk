@@ -1,0 +1,70 @@
+# Load-time work: validate the config (filling in the schema's defaults), expand the grid,
+# and answer Snakemake's per-job questions by looking the run up. The logic is in
+# flooding.grid, where it is unit-tested; nothing here imports torch.
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from flooding.grid import expand_grid
+
+validate(config, "../schemas/config.schema.yaml")
+
+GRID = expand_grid(config)
+
+
+# Only the datasets this grid reads from the data root can be downloaded ("(?!)" matches
+# nothing, for grids without any).
+wildcard_constraints:
+    dataset="|".join(GRID.downloads) or "(?!)",
+
+
+def final_outputs():
+    return ["reports/report.html"]
+
+
+def run_outputs():
+    return expand(
+        "results/runs/{run}/{file}",
+        run=GRID.paths,
+        file=("metrics.parquet", "run.json"),
+    )
+
+
+def run_dirs():
+    return [f"results/runs/{path}" for path in GRID.paths]
+
+
+def download_marker(dataset):
+    return str(Path(config["data_root"]) / f"{dataset}.downloaded")
+
+
+def download_root(wildcards, output):
+    return Path(output[0]).parent
+
+
+def train_input(wildcards):
+    dataset = GRID.by_path[wildcards.run].download
+    return [download_marker(dataset)] if dataset else []
+
+
+def train_options(wildcards):
+    return GRID.by_path[wildcards.run].options
+
+
+def data_root_option(wildcards, input):
+    # Derived from the download marker (an input), so it is no rerun trigger of its own.
+    return f"--data-root {Path(input[0]).parent}" if input else ""
+
+
+def train_resource(name):
+    """A resource of the train rule: a plain value when every run asks for the same one,
+    else a per-job lookup (Snakemake calls such a function once per job, which a
+    10,000-run grid notices)."""
+    shared = GRID.shared_resources
+    if shared is not None:
+        return getattr(shared, name)
+
+    def per_run(wildcards):
+        return getattr(GRID.by_path[wildcards.run].resources, name)
+
+    return per_run
