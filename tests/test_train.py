@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import flooding.train
-from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED, ResumeError
+from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED
 from flooding.config import ConfigError, RunConfig, config_hash, validate_data
 from flooding.metrics import EPOCH_COLUMNS, metrics_schema
 from flooding.train import (
@@ -229,13 +229,19 @@ def test_checkpoints_every_n_epochs(tmp_path, monkeypatch):
     assert list(metrics(tmp_path)["epoch"]) == [0, 1, 2]
 
 
-def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, monkeypatch):
+def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, monkeypatch, capsys):
+    # The settings of a run changed while its folder stayed (as when a workflow's epochs
+    # change): the stale checkpoint must not be resumed, and the new run starts afresh.
     _fail_in_epoch(monkeypatch, epoch=2, batches_per_epoch=4)
     with pytest.raises(RuntimeError):
         train(tmp_path, checkpoint_every=1)
     monkeypatch.undo()
-    with pytest.raises(ResumeError, match="another --out folder"):
-        train(tmp_path, dataclasses.replace(TINY, seed=1))
+    other = dataclasses.replace(TINY, seed=1)
+    train(tmp_path, other)
+    assert "starting afresh" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"
+    train(fresh, other)
+    pd.testing.assert_frame_equal(reproducible(metrics(tmp_path)), reproducible(metrics(fresh)))
 
 
 def test_impossible_configs_fail_before_any_output(tmp_path):

@@ -9,6 +9,7 @@ opening a checkpoint never runs code from the file.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,10 +26,6 @@ FORMAT_VERSION = 1
 # command continues from the checkpoint. SLURM/submitit requeue on a non-zero exit.
 EXIT_CHECKPOINTED = 75
 CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
-
-
-class ResumeError(ValueError):
-    """The output folder holds a checkpoint that does not belong to this run."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +56,12 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> None:
 
 
 def load_checkpoint(out: Path, expected_hash: str) -> Checkpoint | None:
-    """The checkpoint in `out`, or None if there is none.
+    """The checkpoint in `out`, or None if there is none to resume.
 
-    Raises ResumeError when it was written by a run with another config: resuming it
-    would silently mix two experiments.
+    A checkpoint written by another config (the settings of a run changed while its output
+    folder stayed, as when a workflow's epochs change) or by another format version is
+    stale: resuming it would mix two experiments, so the run starts afresh and the next
+    save replaces it.
     """
     path = out / CHECKPOINT_FILE
     if not path.exists():
@@ -70,16 +69,19 @@ def load_checkpoint(out: Path, expected_hash: str) -> Checkpoint | None:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     version = payload.pop("format_version", None)
     if version != FORMAT_VERSION:
-        raise ResumeError(
+        print(
             f"{path}: checkpoint format {version!r}, this version reads {FORMAT_VERSION}; "
-            "delete the file to start the run again"
+            "starting afresh",
+            file=sys.stderr,
         )
+        return None
     ckpt = Checkpoint(**payload)
     if ckpt.config_hash != expected_hash:
-        raise ResumeError(
-            f"{path} belongs to a run with config hash {ckpt.config_hash}, not {expected_hash}; "
-            "use another --out folder or delete the checkpoint"
+        print(
+            f"{path} belongs to config {ckpt.config_hash}, not {expected_hash}; starting afresh",
+            file=sys.stderr,
         )
+        return None
     return ckpt
 
 

@@ -173,13 +173,12 @@ def train_main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"flooding train: error: {exc}", file=sys.stderr)
         return 2
-    from flooding.checkpoint import ResumeError
     from flooding.data import DatasetMissingError
     from flooding.train import run
 
     try:
         return run(cfg, runtime)
-    except (ConfigError, DatasetMissingError, ResumeError) as exc:
+    except (ConfigError, DatasetMissingError) as exc:
         print(f"flooding train: error: {exc}", file=sys.stderr)
         return 2
 

@@ -26,7 +26,6 @@ from flooding.augment import AugmentPlan, apply_plan, draw_plan
 from flooding.checkpoint import (
     EXIT_CHECKPOINTED,
     Checkpoint,
-    ResumeError,
     SignalFlag,
     load_checkpoint,
     remove_checkpoint,
@@ -362,7 +361,7 @@ def run(cfg: RunConfig, runtime: Runtime) -> int:
     """Validate, load the data, train; returns the process exit code.
 
     With runtime.record_failure, an unexpected error (not a config error, a missing dataset
-    or a foreign checkpoint: those need a person) is recorded as status "failed" and the
+    : those need a person) is recorded as status "failed" and the
     exit code is 0, so a workflow carries on with the other runs.
     """
     validate(cfg)
@@ -374,7 +373,7 @@ def run(cfg: RunConfig, runtime: Runtime) -> int:
     started = now_iso()
     try:
         return run_on_data(cfg, runtime, load_data(cfg, runtime.data_root, device), device)
-    except (ConfigError, DatasetMissingError, ResumeError):
+    except (ConfigError, DatasetMissingError):
         raise
     except Exception as exc:
         if not runtime.record_failure:
