@@ -5,8 +5,6 @@ The curves are made up but shaped like the paper's: the training loss falls to a
 (or to almost zero without flooding), the test loss rises after memorisation and, with
 flooding, falls again; validation accuracy is measured on noisy labels, test accuracy on
 clean ones; flooding near a noise-dependent best level adds about one point of accuracy.
-The per-epoch learning rate and the RunConfig field share the name `lr`; a table has one
-such column, the constant learning rate of these runs.
 """
 
 from __future__ import annotations
@@ -20,45 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-METRIC_NAMES = (
-    "train_loss",
-    "train_acc",
-    "train_loss_clean",
-    "train_acc_clean",
-    "val_loss",
-    "val_acc",
-    "val_loss_clean",
-    "val_acc_clean",
-    "test_loss",
-    "test_acc",
-)
-# The metrics the summary carries at the final and at the best epoch.
-SUMMARY_METRICS = (*METRIC_NAMES[:6], "test_loss", "test_acc")
+from flooding.aggregate import SUMMARY_METRICS
+from flooding.config import RunConfig
+
 # Defaults of RunConfig, in its field order; the grid below overrides some of them.
-CONFIG_DEFAULTS = {
-    "dataset": "spiral",
-    "train_size": 0,
-    "test_size": 0,
-    "val_fraction": 0.2,
-    "label_noise": 0.0,
-    "gaussians_mean": 1.0,
-    "spiral_noise": 0.3,
-    "arch": "mlp",
-    "mlp_depth": 4,
-    "mlp_width": 500,
-    "mlp_batchnorm": True,
-    "optimizer": "sgd",
-    "lr": 0.01,
-    "momentum": 0.9,
-    "weight_decay": 0.0,
-    "lr_schedule": "none",
-    "epochs": 200,
-    "batch_size": 200,
-    "augment": False,
-    "flood_method": "flood",
-    "flood_level": 0.0,
-    "seed": 0,
-}
+CONFIG_DEFAULTS = RunConfig().to_dict()
 
 
 @dataclass(frozen=True)
@@ -159,6 +123,7 @@ def make_results(grid: FakeGrid) -> tuple[pd.DataFrame, pd.DataFrame]:
         "batch_loss": batch_loss,
         "grad_norm": grad_norm,
         "flooded_frac": np.clip(flooded_frac, 0.0, 1.0),
+        "epoch_lr": np.repeat(configs["lr"].to_numpy()[:, None], n_epochs, axis=1),
         "epoch_seconds": 0.05 + np.abs(jitter(0.01)),
     }
     hashes = [_hash(row) for row in configs.to_dict("records")]

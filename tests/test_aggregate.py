@@ -124,3 +124,18 @@ def test_command_line_writes_both_tables_and_lists_failed_runs(
         main(["--failed", str(summary_out), "--runs", ok])
     with pytest.raises(SystemExit):
         main(["--runs", ok])
+
+
+def test_the_fake_results_of_the_report_tests_have_the_real_schema(tmp_path):
+    # The report tests and bench build from made-up tables; they must stay what a real
+    # aggregation of real runs writes, column for column.
+    from fixtures_results import FakeGrid, make_results
+
+    fake_metrics, fake_summary = make_results(FakeGrid(datasets=("spiral",), seeds=(0,)))
+    config = list(RunConfig().to_dict())
+    expected = {*EPOCH_COLUMNS, *config, "config_hash", "bayes_error", "run_dir", "status"}
+    assert set(fake_metrics.columns) == expected
+    rows = [epoch_row(0, 0.5), epoch_row(1, 0.6)]
+    real_metrics, real_summary = aggregate([write_run(tmp_path / "run", RunConfig(), rows)])
+    assert set(real_metrics.columns) == expected
+    assert set(fake_summary.columns) == set(real_summary.columns)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-METRICS_FILE = "metrics.parquet"
-RUN_FILE = "run.json"
+from flooding.metrics import METRICS_FILE, RUN_FILE, atomic_write
+
 # Metrics reported at the final and at the best-validation epoch.
 SUMMARY_METRICS = (
     "train_loss",
@@ -105,11 +104,7 @@ def aggregate(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def write_parquet(table: pd.DataFrame, path: str) -> None:
     """Write next to the target, then rename: readers never see half a table."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, target)
+    atomic_write(Path(path), lambda tmp: table.to_parquet(tmp, index=False))
 
 
 def aggregate_runs(run_dirs: Sequence[str], metrics_out: str, summary_out: str) -> str:
