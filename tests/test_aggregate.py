@@ -9,9 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flooding.aggregate import SUMMARY_METRICS, aggregate, best_epoch, main
+from flooding.aggregate import (
+    ENVIRONMENT_COLUMNS,
+    SUMMARY_METRICS,
+    aggregate,
+    best_epoch,
+    main,
+)
 from flooding.config import RunConfig
-from flooding.metrics import EPOCH_COLUMNS, write_metrics, write_run_json
+from flooding.metrics import EPOCH_COLUMNS, versions, write_metrics, write_run_json
 
 NAN = float("nan")
 
@@ -81,6 +87,8 @@ def test_summary_and_metrics_tables(tmp_path: Path) -> None:
         "error",
         "epochs_completed",
         "bayes_error",
+        *ENVIRONMENT_COLUMNS,
+        *(f"version_{k}" for k in ("flooding", "python", "timm", "torch")),
         "best_epoch",
         *(f"final_{m}" for m in SUMMARY_METRICS),
         *(f"best_{m}" for m in SUMMARY_METRICS),
@@ -90,6 +98,8 @@ def test_summary_and_metrics_tables(tmp_path: Path) -> None:
     assert (a["status"], a["best_epoch"], a["epochs_completed"]) == ("completed", 2, 3)
     assert a["best_train_acc"] == pytest.approx(0.2) and a["final_train_acc"] == pytest.approx(0.3)
     assert a["bayes_error"] == pytest.approx(0.0569)
+    assert (a["device"], a["started"]) == ("cpu", "2026-01-01T00:00:00+00:00")
+    assert a["version_torch"] == versions()["torch"]
     assert (b["status"], b["best_epoch"], b["flood_level"], b["lr"]) == ("diverged", 1, 0.1, 10.0)
     assert math.isnan(b["final_train_loss"]) and b["best_val_acc"] == pytest.approx(0.55)
     assert math.isnan(b["bayes_error"])
@@ -138,4 +148,8 @@ def test_the_fake_results_of_the_report_tests_have_the_real_schema(tmp_path):
     rows = [epoch_row(0, 0.5), epoch_row(1, 0.6)]
     real_metrics, real_summary = aggregate([write_run(tmp_path / "run", RunConfig(), rows)])
     assert set(real_metrics.columns) == expected
-    assert set(fake_summary.columns) == set(real_summary.columns)
+    # The fake tables leave out where and with what the runs trained: the report treats
+    # those columns as optional.
+    environment = {c for c in real_summary.columns if c.startswith("version_")}
+    environment |= set(ENVIRONMENT_COLUMNS)
+    assert set(fake_summary.columns) == set(real_summary.columns) - environment

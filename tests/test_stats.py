@@ -180,5 +180,18 @@ def test_curve_runs_pick_the_plainest_setting_and_its_best_validated_level():
     drawn = stats.curve_runs(table(*rows))
     assert set(drawn["weight_decay"]) == {0.0}
     # Mean validation: 0.8125 at both b = 0.1 and b = 0.2 (exact in binary): the smaller wins.
-    assert sorted(set(drawn["line"])) == ["b = 0", "flood, b = 0.1"]
+    # ... and the largest b, where the flood is strongest, beside it.
+    assert sorted(set(drawn["line"])) == ["b = 0", "flood, b = 0.1", "flood, b = 0.2"]
+    assert len(drawn) == 6
+
+
+def test_curve_runs_prefer_the_highest_label_noise_where_double_descent_shows():
+    rows = [
+        run(level, seed, final=(0.7, 0.8), label_noise=noise)
+        for noise in (0.0, 0.2, 0.1)
+        for level in (0.0, 0.1)
+        for seed in (0, 1)
+    ]
+    drawn = stats.curve_runs(table(*rows))
+    assert set(drawn["label_noise"]) == {0.2}
     assert len(drawn) == 4

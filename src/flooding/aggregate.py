@@ -38,7 +38,8 @@ SUMMARY_METRICS = (
     "test_loss",
     "test_acc",
 )
-RECORD_COLUMNS = ("config_hash", "run_dir", "status", "error", "epochs_completed", "bayes_error")
+# Where and with what each run trained (from run.json), so that the report can say it.
+ENVIRONMENT_COLUMNS = ("device", "host", "started", "finished")
 
 
 def best_epoch(metrics: pd.DataFrame) -> int | None:
@@ -62,6 +63,8 @@ def summarise(run_dir: str, metrics: pd.DataFrame, record: dict[str, Any]) -> di
         "epochs_completed": int(record["epochs_completed"]),
         "bayes_error": math.nan if bayes is None else float(bayes),
     }
+    row |= {name: record.get(name) for name in ENVIRONMENT_COLUMNS}
+    row |= {f"version_{k}": v for k, v in sorted(record.get("versions", {}).items())}
     chosen = best_epoch(metrics)
     row["best_epoch"] = chosen
     ordered = metrics.sort_values("epoch")

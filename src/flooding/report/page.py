@@ -223,9 +223,11 @@ def _curve_section(metrics: pd.DataFrame, summary: pd.DataFrame) -> str:
     return (
         head
         + _paragraphs(
-            "Per dataset and architecture, the setting with the fewest other regularisers: "
+            "Per dataset and architecture, at the highest label noise (where the double "
+            "descent shows), the setting with the fewest other regularisers: "
             "ordinary training (b = 0) against flooding at the level b > 0 with the best mean "
-            "final validation accuracy. With flooding the training loss (evaluation pass, "
+            "final validation accuracy and at the largest b of the grid, where the flood is "
+            "strongest. With flooding the training loss (evaluation pass, "
             "labels trained on) and the mini-batch loss hover at b instead of falling to "
             "zero; the test loss may fall, rise and fall again (double descent). The "
             "flooded fraction is the share of mini-batches (flood) or samples (iflood) "

@@ -231,14 +231,17 @@ def missing_seeds(summary: pd.DataFrame) -> pd.DataFrame:
 def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
     """The runs drawn in the learning-curve figures (RQ4), with a `line` label each.
 
-    Per dataset and architecture: the setting with the fewest other regularisers (smallest
-    weight decay, no augmentation first, among settings with flooded runs where there are
-    any), its b = 0 runs, and per method its runs at the flood level b > 0 with the best
-    mean final validation accuracy over seeds (ties: the smallest b).
+    Per dataset and architecture: at the highest label noise (where memorising noisy labels
+    makes the test loss rise, so the double descent shows), the setting with the fewest
+    other regularisers (smallest weight decay, no augmentation first, among settings with
+    flooded runs where there are any), its b = 0 runs, and per method its runs at the
+    flood level b > 0 with the best mean final validation accuracy over seeds (ties: the
+    smallest b) and at the largest b > 0, where the flood is strongest (a validated b
+    may sit below the training loss and never flood).
     """
     runs = completed(summary)
     keys = list(SETTING_COLUMNS)
-    rest = [c for c in keys if c not in ("weight_decay", "augment")]
+    rest = [c for c in keys if c not in ("label_noise", "weight_decay", "augment")]
     flooded = runs[runs["flood_level"] > 0]
     settings = (
         runs[keys]
@@ -246,7 +249,9 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
         .merge(flooded[keys].drop_duplicates().assign(unflooded=False), on=keys, how="left")
     )
     settings["unflooded"] = settings["unflooded"].isna()
-    settings = settings.sort_values(["unflooded", "weight_decay", "augment", *rest])
+    order = ["unflooded", "label_noise", "weight_decay", "augment", *rest]
+    ascending = [column != "label_noise" for column in order]
+    settings = settings.sort_values(order, ascending=ascending)
     picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys]
     base = runs[runs["flood_level"] == 0].merge(picked, on=keys)
     base = base.assign(line="b = 0", flood_method="flood")
@@ -255,8 +260,13 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
         "final_val_acc"
     ].mean()
     means = means.sort_values(["final_val_acc", "flood_level"], ascending=[False, True])
-    best = means.drop_duplicates([*keys, "flood_method"])[[*keys, "flood_method", "flood_level"]]
-    top = candidates.merge(best, on=[*keys, "flood_method", "flood_level"])
+    level_columns = [*keys, "flood_method", "flood_level"]
+    best = means.drop_duplicates([*keys, "flood_method"])[level_columns]
+    largest = means.sort_values("flood_level").drop_duplicates(
+        [*keys, "flood_method"], keep="last"
+    )[level_columns]
+    drawn_levels = pd.concat([best, largest]).drop_duplicates()
+    top = candidates.merge(drawn_levels, on=level_columns)
     top = top.assign(
         line=[
             f"{m}, b = {b:g}" for m, b in zip(top["flood_method"], top["flood_level"], strict=True)
