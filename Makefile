@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 CORES ?= all
-CONFIG ?= config/config.yaml
+# Another grid: make report CONFIG=config/paper.yaml (config/config.yaml is always read first).
+CONFIG ?=
 
 # Rules call the `flooding` command: the virtual environment's bin comes first on PATH.
 export PATH := $(BIN):$(PATH)
@@ -21,14 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 report: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
 	@echo "Report: reports/report.html"
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check .
-	$(BIN)/snakemake --lint --configfile $(CONFIG)
+	$(BIN)/snakemake --lint
 
 test: lint
 	$(BIN)/pytest

@@ -11,6 +11,7 @@ import copy
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,13 @@ def test_reruns_exactly_what_a_config_change_touches(tmp_path: Path) -> None:
     assert list(summary["status"]) == ["completed"] * 4
     assert (workdir / "reports" / "report.html").stat().st_size > 0
     assert pending(workdir) == set(), "a second identical invocation plans nothing"
+    # Snakemake's own report packs the HTML report (flagged with report()) for sharing.
+    snakemake(workdir, "--report", "reports/snakemake-report.zip")
+    with zipfile.ZipFile(workdir / "reports" / "snakemake-report.zip") as packed:
+        packed_files = [n for n in packed.namelist() if "/data/raw/" in n]
+        assert [Path(n).name for n in packed_files] == ["report.html"]
+        packed_report = packed.read(packed_files[0])
+    assert packed_report == (workdir / "reports" / "report.html").read_bytes()
 
     spiral = [
         "spiral-noise0/mlp/wd0-aug0/flood0/seed0",
