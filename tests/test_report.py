@@ -210,4 +210,4 @@ def test_optional_environment_columns_are_shown(tmp_path, results):
     text = build(tmp_path, metrics, summary)
     assert "2026-01-01 10:00 to 2026-01-01 12:30 UTC" in text
     assert re.search(r"cuda:0 \(NVIDIA H100\) \(\d+ runs\)", text)
-    assert "version_torch" in text and "2.14.1" in text
+    assert re.search(r"<dt>torch</dt><dd>2\.14\.1 \(\d+ runs\)</dd>", text)

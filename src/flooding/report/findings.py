@@ -61,7 +61,8 @@ def environment(summary: pd.DataFrame) -> list[tuple[str, str]]:
     for column in columns:
         values = summary[column].dropna().astype(str).value_counts()
         if len(values):
-            facts.append((column, ", ".join(f"{v} ({n} runs)" for v, n in values.items())))
+            label = column.removeprefix(VERSION_PREFIX)  # "version_torch" -> "torch"
+            facts.append((label, ", ".join(f"{v} ({n} runs)" for v, n in values.items())))
     return facts
 
 
