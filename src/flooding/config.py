@@ -220,19 +220,25 @@ def split_sizes(train_size: int, val_fraction: float) -> tuple[int, int]:
     return train_size - n_val, n_val
 
 
-def validate_split_sizes(cfg: RunConfig, pool: int) -> None:
-    """Both splits non-empty and one batch fits in the training split.
-
-    `pool` is the train+validation size: train_size, or the dataset's default when it is 0.
-    """
+def checked_split_sizes(cfg: RunConfig, pool: int) -> tuple[int, int]:
+    """(n_train, n_val) of a train+validation pool of `pool` samples, both non-empty."""
     n_train, n_val = split_sizes(pool, cfg.val_fraction)
     if n_train < 1 or n_val < 1:
         raise ConfigError(
             "train_size",
             cfg.train_size,
             f"a size whose split by val_fraction={cfg.val_fraction} leaves both the training "
-            f"and the validation split non-empty (got {n_train} and {n_val})",
+            f"and the validation split non-empty ({pool} samples give {n_train} and {n_val})",
         )
+    return n_train, n_val
+
+
+def validate_split_sizes(cfg: RunConfig, pool: int) -> None:
+    """Both splits non-empty and one batch fits in the training split.
+
+    `pool` is the train+validation size: train_size, or the dataset's default when it is 0.
+    """
+    n_train, _ = checked_split_sizes(cfg, pool)
     if cfg.batch_size > n_train:
         raise ConfigError(
             "batch_size", cfg.batch_size, f"at most {n_train}, the size of the training split"

@@ -57,7 +57,7 @@ def load_data(cfg: RunConfig, data_root: str | Path, device: torch.device) -> Da
     Everything random is drawn from generators seeded by cfg.seed (see sampling.py), so the
     same config gives the same tensors on any device.
     """
-    from flooding.config import ConfigError
+    from flooding.config import ConfigError, checked_split_sizes
     from flooding.data import sampling, synthetic
 
     spec = DATASETS.get(cfg.dataset)
@@ -67,7 +67,7 @@ def load_data(cfg: RunConfig, data_root: str | Path, device: torch.device) -> Da
     if spec.kind == "synthetic":
         n_pool = _resolve_size("train_size", cfg.train_size, spec.train_size, None, spec.name)
         n_test = _resolve_size("test_size", cfg.test_size, spec.test_size, None, spec.name)
-        n_train, n_val = _split_sizes(cfg, n_pool)
+        n_train, n_val = checked_split_sizes(cfg, n_pool)
         x_pool, y_pool, x_test, y_test = synthetic.generate(
             spec.name, n_pool, n_test, cfg.seed, cfg.gaussians_mean, cfg.spiral_noise
         )
@@ -75,7 +75,7 @@ def load_data(cfg: RunConfig, data_root: str | Path, device: torch.device) -> Da
         x_pool, y_pool, x_test_all, y_test_all = _read_real(spec, root)
         n_pool = _resolve_size("train_size", cfg.train_size, 0, len(y_pool), spec.name)
         n_test = _resolve_size("test_size", cfg.test_size, 0, len(y_test_all), spec.name)
-        n_train, n_val = _split_sizes(cfg, n_pool)
+        n_train, n_val = checked_split_sizes(cfg, n_pool)
         test_index = sampling.fixed_subset(len(y_test_all), n_test, f"{spec.name}/test")
         x_test, y_test = x_test_all[test_index], y_test_all[test_index]
 
@@ -145,20 +145,6 @@ def _resolve_size(
     if requested > 0:
         return requested
     return default if available is None else available
-
-
-def _split_sizes(cfg: RunConfig, n_pool: int) -> tuple[int, int]:
-    from flooding.config import ConfigError, split_sizes
-
-    n_train, n_val = split_sizes(n_pool, cfg.val_fraction)
-    if n_train < 1 or n_val < 1:
-        raise ConfigError(
-            "train_size",
-            cfg.train_size,
-            f"a size whose split by val_fraction={cfg.val_fraction} leaves both the training "
-            f"and the validation split non-empty ({n_pool} samples give {n_train} and {n_val})",
-        )
-    return n_train, n_val
 
 
 def _inputs_on_device(x: torch.Tensor, spec: DatasetSpec, device: torch.device) -> torch.Tensor:
