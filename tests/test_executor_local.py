@@ -8,6 +8,7 @@ the timeout signal `signal_delay` seconds before the job's time limit.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,22 +35,7 @@ rule fail:
 rule long:
     output: "out/long.txt"
     resources: runtime=1
-    shell: "python checkpointing.py state.txt {output}"
-"""
-CHECKPOINTING_SCRIPT = """
-import pathlib, signal, sys, time
-state, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-start = int(state.read_text()) if state.exists() else 0
-stop = []
-signal.signal(signal.SIGUSR2, lambda signum, frame: stop.append(signum))
-step = start
-while start == 0 or step < start + 2:
-    if stop:
-        state.write_text(str(step))
-        sys.exit(1)
-    time.sleep(0.5)
-    step += 1
-out.write_text(f"resumed from step {start}\\n")
+    shell: "python checkpointing_job.py state.txt {output} 0.5 2"
 """
 
 
@@ -66,7 +52,7 @@ def run_snakemake(directory: Path, *args: str) -> subprocess.CompletedProcess[st
 
 def test_local_backend_reports_failure_and_requeues_on_timeout(tmp_path: Path) -> None:
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
-    (tmp_path / "checkpointing.py").write_text(CHECKPOINTING_SCRIPT)
+    shutil.copy(Path(__file__).parent / "checkpointing_job.py", tmp_path)
     # The 1-minute job is signalled after half its time limit: 30 s.
     result = run_snakemake(tmp_path, "--keep-going")
     output = result.stdout + result.stderr

@@ -62,24 +62,7 @@ rule long:
     output: "out/long.txt"
     log: "logs/long.log"
     resources: runtime=1
-    shell: "python checkpointing.py state.txt {output} > {log} 2>&1"
-"""
-CHECKPOINTING_SCRIPT = """
-import pathlib, signal, sys, time
-state, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-start = int(state.read_text()) if state.exists() else 0
-stop = []
-signal.signal(signal.SIGUSR2, lambda signum, frame: stop.append(signum))
-signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
-step = start
-# The first run counts until SLURM's signal; a resumed run does three more steps.
-while start == 0 or step < start + 3:
-    if stop:
-        state.write_text(str(step))
-        sys.exit(1)
-    time.sleep(1)
-    step += 1
-out.write_text(f"resumed from step {start}\\n")
+    shell: "python checkpointing_job.py state.txt {output} 1 3 > {log} 2>&1"
 """
 INTERRUPT_SNAKEFILE = """
 rule all:
@@ -247,7 +230,7 @@ def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -
     write_profile(workflow)
     scenarios = tmp_path_factory.mktemp("scenarios")
     (scenarios / "Snakefile").write_text(SCENARIO_SNAKEFILE)
-    (scenarios / "checkpointing.py").write_text(CHECKPOINTING_SCRIPT)
+    shutil.copy(Path(__file__).parent / "checkpointing_job.py", scenarios)
     # The long job gets SLURM's signal at half its 1-minute limit (the profile's 120 s
     # signal delay is capped there).
     write_profile(scenarios)
