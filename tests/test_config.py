@@ -9,7 +9,8 @@ import math
 
 import pytest
 
-from flooding.config import ConfigError, RunConfig, config_hash, split_sizes, validate
+from flooding.config import ConfigError, RunConfig, config_hash, validate
+from flooding.validation import split_sizes
 
 # The defaults the rest of the project relies on (the shared contract's table).
 CONTRACT_DEFAULTS = {
@@ -91,8 +92,8 @@ def test_hash_is_sha256_of_canonical_json_and_tracks_every_field():
 
 
 def test_split_sizes():
-    assert split_sizes(1000, 0.2) == (800, 200)
-    assert split_sizes(7, 0.5) == (3, 4)
+    assert split_sizes(1000, 0.2, 0) == (800, 200)
+    assert split_sizes(7, 0.5, 7) == (3, 4)
 
 
 @pytest.mark.parametrize(

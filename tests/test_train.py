@@ -264,15 +264,11 @@ def test_validate_data_rejects_what_only_the_loaded_data_shows():
 
     cfg = dataclasses.replace(TINY, batch_size=10)
     validate_data(cfg, bundle(10, 1, 1))
-    for data, field in [
-        (bundle(1, 1, 1), "train_size"),
-        (bundle(10, 0, 1), "train_size"),
-        (bundle(10, 1, 0), "test_size"),
-        (bundle(9, 1, 1), "batch_size"),
-    ]:
-        with pytest.raises(ConfigError) as caught:
-            validate_data(cfg, data)
-        assert caught.value.field == field
+    # Split sizes are checked as the data loads (flooding.validation); what is left is the
+    # batch against the loaded training split, and augmentation against the data set.
+    with pytest.raises(ConfigError) as caught:
+        validate_data(cfg, bundle(9, 1, 1))
+    assert caught.value.field == "batch_size"
     with pytest.raises(ConfigError, match="augment: invalid value True"):
         validate_data(dataclasses.replace(cfg, augment=True), bundle(10, 1, 1))
 

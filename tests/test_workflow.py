@@ -108,17 +108,20 @@ def test_paper_config_plans_downloads_then_training_without_the_data(tmp_path: P
     ("config", "expected"),
     [
         ({"training": {"epoch": 3}}, r"'epoch' was unexpected"),
-        ({"seeds": "zero"}, r"'zero' is not of type 'array'[\s\S]*instance\['seeds'\]"),
+        ({"seeds": "zero"}, r"config key seeds: 'zero' is not of type 'array'"),
         (
             {"datasets": [{"name": "spiral", "label_noise": [1.5]}]},
-            r"1.5 is greater than or equal to the maximum of 1[\s\S]*"
-            r"instance\['datasets'\]\[0\]\['label_noise'\]\[0\]",
+            r"config key datasets\[0\]\.label_noise\[0\]: "
+            r"1.5 is greater than or equal to the maximum of 1",
         ),
         (
             {"archs": [{"name": "mlp", "training": {"optimizer": "adagrad"}}]},
-            r"'adagrad' is not one of[\s\S]*instance\['archs'\]\[0\]\['training'\]\['optimizer'\]",
+            r"config key archs\[0\]\.training\.optimizer: 'adagrad' is not one of",
         ),
-        ({"datasets": [{"name": "imagenet"}]}, r"'imagenet' is not one of \['gaussians'"),
+        (
+            {"datasets": [{"name": "imagenet"}]},
+            r"config key datasets\[0\]\.name: 'imagenet' is not one of \['cifar10'",
+        ),
         (
             {"datasets": [{"name": "spiral", "archs": ["resnet"]}]},
             r"datasets\[0\] \(spiral\)\.archs: \['resnet'\] not among archs",

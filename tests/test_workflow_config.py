@@ -11,25 +11,20 @@ from typing import Any
 
 import pytest
 import yaml
-from snakemake.utils import update_config, validate
+from snakemake.utils import update_config
 
-from flooding.config import RunConfig
+from flooding.config import RunConfig, validate
 from flooding.data.registry import DATASETS
+from flooding.schema import (
+    GRID_AXES,
+    WorkflowConfigError,
+    validate_workflow_config,
+    workflow_schema,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
-SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
-# RunConfig fields that the grid sets; all the others are training settings.
-AXES = {
-    "dataset",
-    "label_noise",
-    "arch",
-    "weight_decay",
-    "augment",
-    "flood_method",
-    "flood_level",
-    "seed",
-}
+SCHEMA = workflow_schema(SCHEMA_PATH)
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
 
 
@@ -56,7 +51,7 @@ def properties(node: dict[str, Any], where: str = "config") -> Iterator[tuple[st
 def filled(config: dict[str, Any]) -> dict[str, Any]:
     """The config as the Snakefile sees it: schema-validated, defaults filled in."""
     config = copy.deepcopy(config)
-    validate(config, str(SCHEMA_PATH))
+    validate_workflow_config(config, SCHEMA_PATH)
     return config
 
 
@@ -73,22 +68,54 @@ def test_every_key_has_a_description_and_a_default() -> None:
 
 def test_training_keys_and_defaults_are_the_engines() -> None:
     training = SCHEMA["$defs"]["training"]["properties"]
-    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name not in AXES}
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name not in GRID_AXES}
     assert {name: sub["default"] for name, sub in training.items()} == defaults
     overrides = SCHEMA["$defs"]["training_override"]["properties"]
     assert list(overrides) == list(training)
-    for name, sub in overrides.items():
-        # Same constraints, plus null (= inherit) as the default.
-        assert sub["default"] is None
-        plain = {k: v for k, v in training[name].items() if k != "default"}
-        if "enum" in sub:
-            assert sub["enum"] == [*plain["enum"], None], name
-        else:
-            assert sub["type"] == [plain["type"], "null"], name
-        rest = {k: v for k, v in sub.items() if k not in ("default", "type", "enum")}
-        assert rest == {k: v for k, v in plain.items() if k not in ("type", "enum")}, name
+    assert all(sub["default"] is None for sub in overrides.values())
     resources = SCHEMA["$defs"]["resources"]["properties"]
     assert list(SCHEMA["$defs"]["resources_override"]["properties"]) == list(resources)
+
+
+# Values at and beyond each declared bound: the schema (at `snakemake -n`) and the engine
+# (`flooding train`) must agree on every one, since both read the same constraint.
+BOUNDARY_VALUES = {
+    "val_fraction": [0.0, 0.05, 0.5, 1.0],
+    "momentum": [-0.1, 0.0, 0.99, 1.0],
+    "lr": [-1.0, 0.0, 1e-6],
+    "mlp_width": [0, 1],
+    "mlp_depth": [-1, 0],
+    "epochs": [0, 1],
+    "train_size": [-1, 0, 500],
+    "optimizer": ["sgd", "adagrad"],
+    "lr_schedule": ["step", "linear"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOUNDARY_VALUES))
+@pytest.mark.parametrize("level", ["training", "override"])
+def test_schema_and_engine_accept_the_same_values(name: str, level: str) -> None:
+    for value in BOUNDARY_VALUES[name]:
+        if level == "training":
+            config: dict[str, Any] = {"training": {name: value}}
+        else:
+            config = {"archs": [{"name": "mlp", "training": {name: value}}]}
+        try:
+            filled(config)
+            schema_ok = True
+        except WorkflowConfigError:
+            schema_ok = False
+        try:
+            validate(dataclasses.replace(RunConfig(), **{name: value}))
+            engine_ok = True
+        except ValueError:
+            engine_ok = False
+        assert schema_ok == engine_ok, (name, value, level)
+
+
+def test_errors_name_the_key() -> None:
+    with pytest.raises(WorkflowConfigError, match=r"config key datasets\[0\]\.training\.lr: "):
+        filled({"datasets": [{"name": "spiral", "training": {"lr": 0}}]})
 
 
 def test_dataset_names_are_the_registrys() -> None:

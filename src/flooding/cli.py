@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from flooding.config import ConfigError, RunConfig
+from flooding.data.registry import DATASETS
+from flooding.validation import field_type
 
 COMMANDS = {
     "train": "train one run and write metrics.parquet and run.json to --out",
@@ -47,26 +49,24 @@ def train_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,  # a misspelt option must fail, not match a longer one
     )
     experiment = parser.add_argument_group("run config (what is trained; in the config hash)")
-    types = {"str": str, "int": int, "float": float}
-    metavars = {"str": "NAME", "int": "N", "float": "X"}
+    metavars = {str: "NAME", int: "N", float: "X"}
     for f in dataclasses.fields(RunConfig):
         text = f.metadata["help"]
         if f.name == "dataset":
-            from flooding.data.registry import DATASETS  # torch-free
-
             text += ": " + ", ".join(DATASETS)
         # argparse %-formats help texts, so a literal % is doubled.
         text = f"{text} (default: {_show_default(f)})".replace("%", "%%")
-        if f.type == "bool":
+        kind = field_type(f)
+        if kind is bool:
             experiment.add_argument(
                 _option(f.name), action=argparse.BooleanOptionalAction, default=None, help=text
             )
         else:
             experiment.add_argument(
                 _option(f.name),
-                type=types[str(f.type)],
+                type=kind,
                 default=None,
-                metavar=metavars[str(f.type)],
+                metavar=metavars[kind],
                 help=text,
             )
     runtime = parser.add_argument_group("runtime (how it runs; results do not depend on it)")

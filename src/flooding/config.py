@@ -1,7 +1,12 @@
 """One run of the benchmark as a typed, frozen config, plus its hash and validation.
 
-Every field has a default and a one-line help text; the command line (`flooding train`)
-gets one option per field from this class, so the defaults live here and nowhere else.
+Every field has a default, a one-line help text and, where its values are limited, a
+constraint (flooding.validation). The command line (`flooding train`) gets one option per
+field from this class, and the workflow's JSON Schema gets its training settings from it
+(flooding.schema), so defaults, help texts and ranges live here and nowhere else.
+
+RunConfig is the source rather than the schema because the engine must run, and check its
+input, without Snakemake or a YAML file; the schema is the derived view.
 """
 
 from __future__ import annotations
@@ -9,86 +14,102 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from flooding.data.registry import DATASETS
+from flooding.validation import (
+    Choice,
+    ConfigError,
+    Constraint,
+    Range,
+    coerce,
+    field_type,
+    resolve_size,
+    split_sizes,
+)
+
+__all__ = ["ConfigError", "RunConfig", "config_hash", "validate", "validate_data"]
+
 # Architectures built by flooding.models without asking timm whether it knows the name.
 KNOWN_ARCHS = ("mlp", "resnet_tiny", "resnet18", "resnet34", "resnet50")
-OPTIMIZERS = ("sgd", "adam")
-LR_SCHEDULES = ("none", "cosine", "step")
-FLOOD_METHODS = ("flood", "iflood")
 
 
-class ConfigError(ValueError):
-    """An impossible or unknown config value; the message names field, value and what works."""
-
-    def __init__(self, field: str, value: Any, accepted: str) -> None:
-        self.field = field
-        self.value = value
-        self.accepted = accepted
-        super().__init__(f"{field}: invalid value {value!r}; accepted: {accepted}")
+def setting(default: Any, help: str, check: Constraint | None = None) -> Any:
+    """A RunConfig field: its default, its help text and the constraint on its values."""
+    return field(default=default, metadata={"help": help, "check": check})
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """One point of the benchmark grid. Runs differing only in flood_level are paired."""
 
-    dataset: str = field(
-        default="spiral",
-        metadata={"help": "dataset name (synthetic, packaged or torchvision-format)"},
+    dataset: str = setting(
+        "spiral",
+        "dataset name (synthetic, packaged or torchvision-format)",
+        Choice(tuple(sorted(DATASETS))),
     )
-    train_size: int = field(
-        default=0,
-        metadata={"help": "samples for train+validation before the split; 0 = dataset default"},
+    train_size: int = setting(
+        0,
+        "samples for train+validation before the split; 0 = dataset default",
+        Range(integer=True, minimum=0, text="0 (dataset default) or a positive size"),
     )
-    test_size: int = field(default=0, metadata={"help": "test samples; 0 = dataset default"})
-    val_fraction: float = field(
-        default=0.2, metadata={"help": "fraction of train_size held out for validation"}
+    test_size: int = setting(
+        0,
+        "test samples; 0 = dataset default",
+        Range(integer=True, minimum=0, text="0 (dataset default) or a positive size"),
     )
-    label_noise: float = field(
-        default=0.0,
-        metadata={"help": "fraction of train and validation labels flipped to another class"},
+    val_fraction: float = setting(
+        0.2,
+        "fraction of train_size held out for validation",
+        Range(exclusive_minimum=0, exclusive_maximum=1),
     )
-    gaussians_mean: float = field(
-        default=1.0, metadata={"help": "two Gaussians: the second class has mean m*1"}
+    label_noise: float = setting(
+        0.0,
+        "fraction of train and validation labels flipped to another class",
+        Range(minimum=0, exclusive_maximum=1),
     )
-    spiral_noise: float = field(
-        default=0.3, metadata={"help": "spiral: std of the Gaussian noise added to x"}
+    gaussians_mean: float = setting(1.0, "two Gaussians: the second class has mean m*1", Range())
+    spiral_noise: float = setting(
+        0.3, "spiral: std of the Gaussian noise added to x", Range(minimum=0)
     )
-    arch: str = field(
-        default="mlp",
-        metadata={"help": "mlp, resnet_tiny, resnet18, resnet34, resnet50 or a timm model name"},
+    arch: str = setting(
+        "mlp", "mlp, resnet_tiny, resnet18, resnet34, resnet50 or a timm model name"
     )
-    mlp_depth: int = field(default=4, metadata={"help": "MLP: number of hidden layers"})
-    mlp_width: int = field(default=500, metadata={"help": "MLP: units per hidden layer"})
-    mlp_batchnorm: bool = field(
-        default=True,
-        metadata={"help": "MLP: Linear(no bias)->BatchNorm->ReLU; off: Linear(bias)->ReLU"},
+    mlp_depth: int = setting(4, "MLP: number of hidden layers", Range(integer=True, minimum=0))
+    mlp_width: int = setting(500, "MLP: units per hidden layer", Range(integer=True, minimum=1))
+    mlp_batchnorm: bool = setting(
+        True, "MLP: Linear(no bias)->BatchNorm->ReLU; off: Linear(bias)->ReLU"
     )
-    optimizer: str = field(default="sgd", metadata={"help": "sgd or adam"})
-    lr: float = field(default=0.01, metadata={"help": "learning rate"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (ignored by adam)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay"})
-    lr_schedule: str = field(
-        default="none",
-        metadata={"help": "none, cosine, or step (x0.1 at 50% and 75% of the epochs)"},
+    optimizer: str = setting("sgd", "sgd or adam", Choice(("sgd", "adam")))
+    lr: float = setting(0.01, "learning rate", Range(exclusive_minimum=0))
+    momentum: float = setting(
+        0.9, "SGD momentum (ignored by adam)", Range(minimum=0, exclusive_maximum=1)
     )
-    epochs: int = field(default=200, metadata={"help": "training epochs"})
-    batch_size: int = field(default=200, metadata={"help": "mini-batch size"})
-    augment: bool = field(
-        default=False,
-        metadata={"help": "random crop (and flip for CIFAR) on the device; images only"},
+    weight_decay: float = setting(0.0, "L2 weight decay", Range(minimum=0))
+    lr_schedule: str = setting(
+        "none",
+        "none, cosine, or step (x0.1 at 50% and 75% of the epochs)",
+        Choice(("none", "cosine", "step")),
     )
-    flood_method: str = field(
-        default="flood",
-        metadata={"help": "flood (mini-batch mean, the paper) or iflood (per sample)"},
+    epochs: int = setting(200, "training epochs", Range(integer=True, minimum=1))
+    batch_size: int = setting(200, "mini-batch size", Range(integer=True, minimum=1))
+    augment: bool = setting(False, "random crop (and flip for CIFAR) on the device; images only")
+    flood_method: str = setting(
+        "flood",
+        "flood (mini-batch mean, the paper) or iflood (per sample)",
+        Choice(("flood", "iflood")),
     )
-    flood_level: float = field(
-        default=0.0, metadata={"help": "flood level b; 0 = ordinary training"}
-    )
-    seed: int = field(
-        default=0, metadata={"help": "seed for data, split, noise, init and batch order"}
+    flood_level: float = setting(0.0, "flood level b; 0 = ordinary training", Range(minimum=0))
+    seed: int = setting(
+        0,
+        "seed for data, split, noise, init and batch order",
+        Range(
+            integer=True,
+            minimum=0,
+            exclusive_maximum=2**63,
+            text="an integer with 0 <= seed < 2**63",
+        ),
     )
 
     @classmethod
@@ -99,36 +120,12 @@ class RunConfig:
         for name, value in values.items():
             if name not in fields:
                 raise ConfigError(name, value, "no such field; the fields are " + ", ".join(fields))
-            kwargs[name] = _coerce(name, value, _field_type(fields[name]))
+            kwargs[name] = coerce(name, value, field_type(fields[name]))
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """Field values in declaration order; plain Python types only."""
         return dataclasses.asdict(self)
-
-
-def _field_type(f: dataclasses.Field[Any]) -> type:
-    # Annotations are strings under `from __future__ import annotations`.
-    return {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)]
-
-
-def _coerce(name: str, value: Any, kind: type) -> Any:
-    """Accept a value of the field's type; ints for float fields are widened (YAML `0`)."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(name, value, "true or false")
-    if kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ConfigError(name, value, "an integer")
-    if kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ConfigError(name, value, "a number")
-    if isinstance(value, str):
-        return value
-    raise ConfigError(name, value, "a string")
 
 
 def config_hash(cfg: RunConfig) -> str:
@@ -137,58 +134,25 @@ def config_hash(cfg: RunConfig) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _choices(options: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(options)
-
-
 def _check_arch(arch: str) -> None:
     if arch in KNOWN_ARCHS:
         return
     import timm  # only when a name outside the built-in list is asked for
 
     if not timm.is_model(arch):
-        raise ConfigError("arch", arch, _choices(KNOWN_ARCHS) + " or a timm model name")
+        raise ConfigError("arch", arch, ", ".join(KNOWN_ARCHS) + " or a timm model name")
 
 
 def validate(cfg: RunConfig) -> None:
     """Reject impossible configs before any data is loaded or any training starts."""
-    from flooding.data.registry import DATASETS  # the data package owns the dataset list
-
-    if cfg.dataset not in DATASETS:
-        raise ConfigError("dataset", cfg.dataset, _choices(sorted(DATASETS)))
+    for f in dataclasses.fields(cfg):
+        check = f.metadata["check"]
+        if check is not None:
+            check.check(f.name, getattr(cfg, f.name))
     spec = DATASETS[cfg.dataset]
-    for name in ("train_size", "test_size"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(name, getattr(cfg, name), "0 (dataset default) or a positive size")
-    if not 0.0 < cfg.val_fraction < 1.0:
-        raise ConfigError("val_fraction", cfg.val_fraction, "a number with 0 < value < 1")
-    if not 0.0 <= cfg.label_noise < 1.0:
-        raise ConfigError("label_noise", cfg.label_noise, "a number with 0 <= value < 1")
-    if not math.isfinite(cfg.gaussians_mean):
-        raise ConfigError("gaussians_mean", cfg.gaussians_mean, "a finite number")
-    if not (math.isfinite(cfg.spiral_noise) and cfg.spiral_noise >= 0):
-        raise ConfigError("spiral_noise", cfg.spiral_noise, "a finite number >= 0")
     _check_arch(cfg.arch)
     if cfg.arch != "mlp" and not spec.images:
         raise ConfigError("arch", cfg.arch, f"mlp for {cfg.dataset} (vectors; ResNets need images)")
-    if cfg.mlp_depth < 0:
-        raise ConfigError("mlp_depth", cfg.mlp_depth, "an integer >= 0")
-    if cfg.mlp_width < 1:
-        raise ConfigError("mlp_width", cfg.mlp_width, "an integer >= 1")
-    if cfg.optimizer not in OPTIMIZERS:
-        raise ConfigError("optimizer", cfg.optimizer, _choices(OPTIMIZERS))
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise ConfigError("lr", cfg.lr, "a finite number > 0")
-    if not 0.0 <= cfg.momentum < 1.0:
-        raise ConfigError("momentum", cfg.momentum, "a number with 0 <= value < 1")
-    if not (math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0):
-        raise ConfigError("weight_decay", cfg.weight_decay, "a finite number >= 0")
-    if cfg.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError("lr_schedule", cfg.lr_schedule, _choices(LR_SCHEDULES))
-    if cfg.epochs < 1:
-        raise ConfigError("epochs", cfg.epochs, "an integer >= 1")
-    if cfg.batch_size < 1:
-        raise ConfigError("batch_size", cfg.batch_size, "an integer >= 1")
     if cfg.batch_size == 1 and (cfg.arch != "mlp" or cfg.mlp_batchnorm):
         raise ConfigError("batch_size", 1, ">= 2 with batch norm (or use --no-mlp-batchnorm)")
     if cfg.augment and not spec.images:
@@ -196,49 +160,19 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             "augment",
             cfg.augment,
-            f"false for {cfg.dataset} (vectors); true only for " + _choices(with_images),
+            f"false for {cfg.dataset} (vectors); true only for " + ", ".join(with_images),
         )
-    if cfg.flood_method not in FLOOD_METHODS:
-        raise ConfigError("flood_method", cfg.flood_method, _choices(FLOOD_METHODS))
-    if not (math.isfinite(cfg.flood_level) and cfg.flood_level >= 0):
-        raise ConfigError("flood_level", cfg.flood_level, "a finite number >= 0")
-    if not 0 <= cfg.seed < 2**63:
-        raise ConfigError("seed", cfg.seed, "an integer with 0 <= seed < 2**63")
-    if spec.kind != "synthetic":
-        # Real data: the default is the whole official set, which is also the maximum.
-        for name, available in (("train_size", spec.train_size), ("test_size", spec.test_size)):
-            if getattr(cfg, name) > available:
-                raise ConfigError(
-                    name, getattr(cfg, name), f"0 or at most {available} for {cfg.dataset}"
-                )
-    validate_split_sizes(cfg, cfg.train_size or spec.train_size)
+    # Real data: the default is the whole official set, which is also the maximum.
+    available = None if spec.kind == "synthetic" else spec.train_size
+    pool = resolve_size("train_size", cfg.train_size, spec.train_size, available, spec.name)
+    available = None if spec.kind == "synthetic" else spec.test_size
+    resolve_size("test_size", cfg.test_size, spec.test_size, available, spec.name)
+    n_train, _ = split_sizes(pool, cfg.val_fraction, cfg.train_size)
+    check_batch_size(cfg, n_train)
 
 
-def split_sizes(train_size: int, val_fraction: float) -> tuple[int, int]:
-    """(train, validation) sample counts for a train+validation pool of train_size."""
-    n_val = round(val_fraction * train_size)
-    return train_size - n_val, n_val
-
-
-def checked_split_sizes(cfg: RunConfig, pool: int) -> tuple[int, int]:
-    """(n_train, n_val) of a train+validation pool of `pool` samples, both non-empty."""
-    n_train, n_val = split_sizes(pool, cfg.val_fraction)
-    if n_train < 1 or n_val < 1:
-        raise ConfigError(
-            "train_size",
-            cfg.train_size,
-            f"a size whose split by val_fraction={cfg.val_fraction} leaves both the training "
-            f"and the validation split non-empty ({pool} samples give {n_train} and {n_val})",
-        )
-    return n_train, n_val
-
-
-def validate_split_sizes(cfg: RunConfig, pool: int) -> None:
-    """Both splits non-empty and one batch fits in the training split.
-
-    `pool` is the train+validation size: train_size, or the dataset's default when it is 0.
-    """
-    n_train, _ = checked_split_sizes(cfg, pool)
+def check_batch_size(cfg: RunConfig, n_train: int) -> None:
+    """One batch fits in the training split (of the config, or of the loaded data)."""
     if cfg.batch_size > n_train:
         raise ConfigError(
             "batch_size", cfg.batch_size, f"at most {n_train}, the size of the training split"
@@ -246,20 +180,10 @@ def validate_split_sizes(cfg: RunConfig, pool: int) -> None:
 
 
 def validate_data(cfg: RunConfig, data: Any) -> None:
-    """Errors only visible once the data is loaded (a flooding.data.DataBundle), raised
-    before any training."""
-    n_train, n_val, n_test = len(data.y_train), len(data.y_val), len(data.y_test)
-    if n_train < 2 or n_val < 1:
-        raise ConfigError(
-            "train_size",
-            cfg.train_size,
-            f"a size leaving >= 2 training and >= 1 validation samples (got {n_train} and {n_val})",
-        )
-    if n_test < 1:
-        raise ConfigError("test_size", cfg.test_size, "a size leaving >= 1 test sample")
-    if cfg.batch_size > n_train:
-        raise ConfigError(
-            "batch_size", cfg.batch_size, f"at most {n_train}, the size of the training split"
-        )
+    """What only the loaded data (a flooding.data.DataBundle) shows, before any training.
+
+    The split sizes were checked when the data was loaded (flooding.validation).
+    """
+    check_batch_size(cfg, len(data.y_train))
     if cfg.augment and data.augmentation == "none":
         raise ConfigError("augment", cfg.augment, f"false for {data.name} (no augmentation)")

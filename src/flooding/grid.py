@@ -1,6 +1,6 @@
 """Expand the workflow config into runs: one RunConfig and one readable path per run.
 
-The Snakefile validates the config against `workflow/schemas/config.schema.yaml` (which fills
+The Snakefile validates the config with flooding.schema (which fills
 in every default) and then calls `expand_grid`; everything the workflow knows about a run
 comes from here. The grid is
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flooding.config import RunConfig, config_hash
+from flooding.validation import field_type
 
 METRICS_FILE = "metrics.parquet"
 RUN_FILE = "run.json"
@@ -52,14 +53,15 @@ EPOCH_COLUMNS = (
 
 STATUSES = ("completed", "diverged", "failed")
 
-_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_()}
+_ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 
 
 def metrics_schema() -> pa.Schema:
     """Arrow schema of metrics.parquet: fixed types, so files concatenate cleanly."""
     columns = [pa.field("epoch", pa.int64())]
     columns += [pa.field(name, pa.float64()) for name in EPOCH_COLUMNS[1:]]
-    columns += [pa.field(f.name, _ARROW_TYPES[str(f.type)]) for f in dataclasses.fields(RunConfig)]
+    config_fields = dataclasses.fields(RunConfig)
+    columns += [pa.field(f.name, _ARROW_TYPES[field_type(f)]) for f in config_fields]
     columns += [pa.field("config_hash", pa.string()), pa.field("bayes_error", pa.float64())]
     return pa.schema(columns)
 

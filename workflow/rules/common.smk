@@ -3,11 +3,14 @@
 # flooding.grid, where it is unit-tested; nothing here imports torch.
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from flooding.grid import expand_grid
+from flooding.schema import validate_workflow_config
 
-validate(config, "../schemas/config.schema.yaml")
+# The schema's training settings are generated from the engine's RunConfig, so the config
+# is checked by flooding.schema rather than snakemake.utils.validate, which reads a file.
+validate_workflow_config(
+    config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+)
 
 GRID = expand_grid(config)
 

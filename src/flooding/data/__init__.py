@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flooding.data.registry import DATASETS, DatasetMissingError, DatasetSpec
+from flooding.validation import ConfigError, resolve_size, split_sizes
 
 if TYPE_CHECKING:
     import torch
@@ -57,25 +58,24 @@ def load_data(cfg: RunConfig, data_root: str | Path, device: torch.device) -> Da
     Everything random is drawn from generators seeded by cfg.seed (see sampling.py), so the
     same config gives the same tensors on any device.
     """
-    from flooding.config import ConfigError, checked_split_sizes
     from flooding.data import sampling, synthetic
 
     spec = DATASETS.get(cfg.dataset)
     if spec is None:
-        raise ConfigError("dataset", cfg.dataset, ", ".join(sorted(DATASETS)))
+        raise ConfigError("dataset", cfg.dataset, ", ".join(DATASETS))
     root = Path(data_root)
     if spec.kind == "synthetic":
-        n_pool = _resolve_size("train_size", cfg.train_size, spec.train_size, None, spec.name)
-        n_test = _resolve_size("test_size", cfg.test_size, spec.test_size, None, spec.name)
-        n_train, n_val = checked_split_sizes(cfg, n_pool)
+        n_pool = resolve_size("train_size", cfg.train_size, spec.train_size, None, spec.name)
+        n_test = resolve_size("test_size", cfg.test_size, spec.test_size, None, spec.name)
+        n_train, n_val = split_sizes(n_pool, cfg.val_fraction, cfg.train_size)
         x_pool, y_pool, x_test, y_test = synthetic.generate(
             spec.name, n_pool, n_test, cfg.seed, cfg.gaussians_mean, cfg.spiral_noise
         )
     else:
         x_pool, y_pool, x_test_all, y_test_all = _read_real(spec, root)
-        n_pool = _resolve_size("train_size", cfg.train_size, 0, len(y_pool), spec.name)
-        n_test = _resolve_size("test_size", cfg.test_size, 0, len(y_test_all), spec.name)
-        n_train, n_val = checked_split_sizes(cfg, n_pool)
+        n_pool = resolve_size("train_size", cfg.train_size, 0, len(y_pool), spec.name)
+        n_test = resolve_size("test_size", cfg.test_size, 0, len(y_test_all), spec.name)
+        n_train, n_val = split_sizes(n_pool, cfg.val_fraction, cfg.train_size)
         test_index = sampling.fixed_subset(len(y_test_all), n_test, f"{spec.name}/test")
         x_test, y_test = x_test_all[test_index], y_test_all[test_index]
 
@@ -131,20 +131,6 @@ def _read_real(spec: DatasetSpec, root: Path) -> tuple[torch.Tensor, ...]:
                 f"the files are not {spec.name}'s"
             )
     return arrays
-
-
-def _resolve_size(
-    field: str, requested: int, default: int, available: int | None, name: str
-) -> int:
-    """The requested size, 0 meaning the default (for real data: all that is available)."""
-    from flooding.config import ConfigError
-
-    limit = f"at most {available} for {name}" if available is not None else "any size"
-    if requested < 0 or (available is not None and requested > available):
-        raise ConfigError(field, requested, f"0 (the dataset default) or a positive size, {limit}")
-    if requested > 0:
-        return requested
-    return default if available is None else available
 
 
 def _inputs_on_device(x: torch.Tensor, spec: DatasetSpec, device: torch.device) -> torch.Tensor:

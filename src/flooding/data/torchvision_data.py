@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from flooding.config import ConfigError
 from flooding.data.registry import DATASETS, DatasetMissingError, DatasetSpec
+from flooding.validation import ConfigError
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
