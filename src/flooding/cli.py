@@ -23,6 +23,7 @@ COMMANDS = {
     "download": "fetch a torchvision dataset into a data root (needs internet)",
     "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
     "report": "build the HTML report from the aggregated results",
+    "docs": "write the reference pages of docs/ (config keys, outputs, datasets) from the code",
 }
 DATA_ROOT_ENV = "FLOODING_DATA_ROOT"
 
@@ -229,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flooding.report import main as report_main
 
         return int(report_main(rest) or 0)
+    if command == "docs":
+        from flooding.reference import main as docs_main
+
+        return docs_main(rest)
     error = ConfigError("command", command, ", ".join(COMMANDS))
     print(f"flooding: error: {error}\n\n{_usage()}", file=sys.stderr)
     return 2

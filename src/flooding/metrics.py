@@ -29,29 +29,49 @@ from flooding.validation import field_type
 METRICS_FILE = "metrics.parquet"
 RUN_FILE = "run.json"
 
-# Measured per epoch, in column order. Everything here is a float except `epoch`.
-EPOCH_COLUMNS = (
-    "epoch",
-    "train_loss",  # evaluation pass over the training set, on the labels trained on
-    "train_acc",
-    "train_loss_clean",  # same pass, true labels (equal to the above without label noise)
-    "train_acc_clean",
-    "val_loss",
-    "val_acc",
-    "val_loss_clean",
-    "val_acc_clean",
-    "test_loss",  # test labels are always clean
-    "test_acc",
-    "batch_loss",  # mean unflooded mini-batch loss J during the epoch; NaN at epoch 0
-    "grad_norm",  # mean global L2 gradient norm over mini-batches; NaN at epoch 0
-    "flooded_frac",  # fraction of mini-batches (flood) or samples (iflood) with loss < b
-    # Learning rate used during the epoch (epoch 0: the first epoch's). Not "lr": that
-    # column is the RunConfig field, the base rate of the schedule.
-    "epoch_lr",
-    "epoch_seconds",  # wall time of the epoch, training and evaluation; not reproducible
-)
+# Measured per epoch, in column order, with what each means (docs/outputs.md is generated
+# from this). Everything here is a float except `epoch`.
+EPOCH_COLUMN_DOCS = {
+    "epoch": "epoch number; 0 is the evaluation before any training",
+    "train_loss": "mean cross-entropy of an evaluation pass over the training set, on the "
+    "labels trained on (noisy where there is label noise)",
+    "train_acc": "accuracy of the same pass, on the labels trained on",
+    "train_loss_clean": "the same pass scored on the true labels",
+    "train_acc_clean": "accuracy on the true training labels",
+    "val_loss": "validation loss, on the (noisy) validation labels",
+    "val_acc": "validation accuracy, on the (noisy) validation labels; chooses b and the "
+    "early-stopping epoch",
+    "val_loss_clean": "validation loss on the true labels",
+    "val_acc_clean": "validation accuracy on the true labels",
+    "test_loss": "test loss; test labels are always clean",
+    "test_acc": "test accuracy",
+    "batch_loss": "mean unflooded mini-batch loss J during the epoch; NaN at epoch 0",
+    "grad_norm": "mean global L2 gradient norm over the mini-batches; NaN at epoch 0",
+    "flooded_frac": "fraction of mini-batches (flood) or samples (iflood) whose loss was "
+    "below b, so that the gradient was reversed",
+    # Not "lr": that column is the RunConfig field, the base rate of the schedule.
+    "epoch_lr": "learning rate used during the epoch (epoch 0: the first epoch's)",
+    "epoch_seconds": "wall time of the epoch, training and evaluation; not reproducible",
+}
+EPOCH_COLUMNS = tuple(EPOCH_COLUMN_DOCS)
 
 STATUSES = ("completed", "diverged", "failed")
+
+# The keys of run.json and what each means (docs/outputs.md is generated from this; a test
+# checks it against a run.json that write_run_json wrote).
+RUN_RECORD_DOCS = {
+    "config": "the run's RunConfig, field by field",
+    "config_hash": "the run's identity: sha256 of the canonical JSON of its config, 16 hex digits",
+    "status": "completed, diverged (the loss became NaN or infinite) or failed (an error)",
+    "error": "why the run diverged or failed; null when it completed",
+    "epochs_completed": "epochs trained and recorded in metrics.parquet",
+    "bayes_error": "the clean problem's Bayes error where known in closed form, else null",
+    "versions": "versions of python, torch, timm and this package that produced the numbers",
+    "device": "where it trained, e.g. `cpu (1 thread)` or `cuda:0 (NVIDIA H100)`",
+    "host": "the machine's host name",
+    "started": "when the run first started (UTC, ISO 8601), kept across restarts",
+    "finished": "when run.json was written (UTC, ISO 8601)",
+}
 
 _ARROW_TYPES = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
 

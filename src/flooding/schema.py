@@ -47,7 +47,7 @@ def training_fields() -> list[dataclasses.Field[Any]]:
 
 
 def _sentence(text: str) -> str:
-    return text[0].upper() + text[1:] + "."
+    return text + "."
 
 
 def training_schema(*, overrides: bool) -> dict[str, Any]:
