@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from flooding.checkpoint import SignalFlag
 from flooding.config import RunConfig
 from flooding.data import DataBundle
-from flooding.models import build_model
 from flooding.data.sampling import stream_seed
+from flooding.models import build_model
 from flooding.train import Runtime, resolve_device, train_run
 
 EVAL_BATCH = 1024
