@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flooding.atomic import atomic_write
 from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED
 from flooding.config import RunConfig
-from flooding.atomic import atomic_write
 from flooding.train import Runtime, run
 
 # About 40 ms an epoch on one thread, 20 epochs: long enough to be interrupted part-way.
