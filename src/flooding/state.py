@@ -53,7 +53,7 @@ class Setup:
     bf16: bool
 
     @classmethod
-    def of(cls, cfg: RunConfig, runtime: Runtime, data: DataBundle, device: torch.device):
+    def of(cls, cfg: RunConfig, runtime: Runtime, data: DataBundle, device: torch.device) -> Setup:
         cuda = device.type == "cuda"
         images = len(data.input_shape) == 3
         layout = torch.contiguous_format
