@@ -239,7 +239,9 @@ def test_the_shipped_configs_expand() -> None:
     for name in ("config", "paper", "ci"):
         config = filled(yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text()))
         sizes[name] = len(expand_grid(config).runs)
-    assert sizes["ci"] < 10 < sizes["config"] <= 200 < sizes["paper"]
+    # The default's runs are packed, so it affords more of them than one job per run did;
+    # the bound keeps `make report` within minutes on two cores.
+    assert sizes["ci"] < 10 < sizes["config"] <= 250 < sizes["paper"]
 
 
 def test_packs_group_runs_differing_only_in_the_packed_axes() -> None:
