@@ -18,6 +18,8 @@ rule aggregate:
         Path(log[0]).write_text(
             # The cores of this invocation (not a param: a rerun with other cores
             # would re-aggregate), for the account of how much of them training used.
-            aggregate_runs(params.runs, output.metrics, output.summary, workflow.cores)
+            aggregate_runs(
+                params.runs, output.metrics, output.summary, workflow.cores
+            )
             + "\n"
         )
