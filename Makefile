@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 
 report: setup
 	$(BIN)/snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG))
+	@tail -n 1 results/logs/aggregate.log
 	@echo "Report: reports/report.html"
 
 lint: setup

@@ -28,10 +28,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from flooding.checkpoint import SignalFlag
 from flooding.config import RunConfig
 from flooding.data import DataBundle
+from flooding.data.sampling import stream_seed
 from flooding.models import build_model
-from flooding.train import Runtime, resolve_device, run_on_data, stream_seed
+from flooding.train import Runtime, resolve_device, train_run
 
 EVAL_BATCH = 1024
 
@@ -132,7 +134,9 @@ def engine_loop(
             out=Path(out), device=str(device), bf16=bf16, channels_last=channels_last,
             checkpoint_every=0,
         )  # fmt: skip
-        if run_on_data(cfg, runtime, data, device) != 0:
+        with SignalFlag() as stop:
+            code = train_run(cfg, runtime, lambda _: data, stop)
+        if code != 0:
             raise RuntimeError("the engine run did not complete")
         frame = pd.read_parquet(Path(out) / "metrics.parquet")
     return list(frame.loc[frame["epoch"] >= 1, "epoch_seconds"])

@@ -174,5 +174,6 @@ def test_aggregate_and_report_dispatch_to_their_modules(monkeypatch, command):
 
 def test_unknown_and_missing_commands_exit_2(capsys):
     assert main(["trian"]) == 2
-    assert "command: invalid value 'trian'; accepted: train, download" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "command: invalid value 'trian'; accepted: train, train-pack, download" in error
     assert main([]) == 2

@@ -95,3 +95,15 @@ def test_digits_test_set_is_shared_by_all_seeds_and_subsets(tmp_path):
     assert torch.equal(first.y_test, other.y_test)
     assert (len(other.y_train), len(other.y_val)) == (240, 60)
     assert not torch.equal(first.x_val[:60], other.x_val)
+
+
+def test_digits_read_without_scikit_learn_equal_its_load_digits() -> None:
+    from sklearn.datasets import load_digits as sklearn_load_digits
+
+    from flooding.data.packaged import read_digits
+
+    images, labels = read_digits()
+    bunch = sklearn_load_digits()
+    assert images.dtype == np.uint8 and images.shape == (1797, 1, 8, 8)
+    np.testing.assert_array_equal(images[:, 0], bunch.images)
+    np.testing.assert_array_equal(labels, bunch.target)

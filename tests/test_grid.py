@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -238,4 +239,51 @@ def test_the_shipped_configs_expand() -> None:
     for name in ("config", "paper", "ci"):
         config = filled(yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text()))
         sizes[name] = len(expand_grid(config).runs)
-    assert sizes["ci"] < 10 < sizes["config"] <= 200 < sizes["paper"]
+    # The default's runs are packed, so it affords more of them than one job per run did;
+    # the bound keeps `make report` within minutes on two cores.
+    assert sizes["ci"] < 10 < sizes["config"] <= 250 < sizes["paper"]
+
+
+def test_packs_group_runs_differing_only_in_the_packed_axes() -> None:
+    config = small(
+        flood={"methods": ["flood"], "levels": [0.0, 0.1, 0.2]},
+        seeds=[0, 1],
+        pack={"by": ["flood"], "max_runs": 2},
+    )
+    grid = expand_grid(config)
+    # Per seed: three flood settings in packs of at most two; the odd one out is single.
+    assert [[run.path for run in pack.runs] for pack in grid.packs] == [
+        [f"spiral-noise0/mlp/wd0-aug0/flood{b}/seed{s}" for b in (0, 0.1)] for s in (0, 1)
+    ]
+    assert grid.singles == [f"spiral-noise0/mlp/wd0-aug0/flood0.2/seed{s}" for s in (0, 1)]
+    pack = grid.packs[0]
+    assert pack.name.startswith("spiral-noise0/mlp/wd0-aug0/seed0/pack-")
+    assert grid.packs_by_name[pack.name] is pack
+    assert pack.resources.runtime == 2 * grid.runs[0].resources.runtime
+    spec = json.loads(pack.spec)
+    assert [RunConfig.from_dict(r["config"]) for r in spec["runs"]] == [r.config for r in pack.runs]
+    assert spec["runs"][0]["out"] == f"results/runs/{pack.runs[0].path}"
+
+
+def test_a_changed_member_set_is_another_pack_and_the_default_packs_nothing() -> None:
+    base = {"flood": {"methods": ["flood"], "levels": [0.0, 0.1]}, "pack": {"by": ["flood"]}}
+    assert expand_grid(small(**base)).packs == ()  # max_runs defaults to one run a job
+    base["pack"]["max_runs"] = 8
+    names = {expand_grid(small(**base)).packs[0].name}
+    base["flood"]["levels"] = [0.0, 0.1, 0.2]
+    names.add(expand_grid(small(**base)).packs[0].name)
+    base["training"] = {"train_size": 100, "batch_size": 20, "epochs": 3}
+    names.add(expand_grid(small(**base)).packs[0].name)
+    assert len(names) == 3
+
+
+def test_a_dataset_entry_overrides_the_packing() -> None:
+    config = small(
+        datasets=[{"name": "spiral"}, {"name": "gaussians", "pack": {"by": []}}],
+        flood={"methods": ["flood"], "levels": [0.0, 0.1]},
+        seeds=[0, 1],
+        pack={"by": ["flood", "seed"], "max_runs": 32},
+    )
+    grid = expand_grid(config)
+    assert [len(pack.runs) for pack in grid.packs] == [4]
+    assert all(path.startswith("gaussians") for path in grid.singles)

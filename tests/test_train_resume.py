@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from flooding.atomic import atomic_write
 from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED
 from flooding.config import RunConfig
-from flooding.metrics import atomic_write
 from flooding.train import Runtime, run
 
 # About 40 ms an epoch on one thread, 20 epochs: long enough to be interrupted part-way.
@@ -88,7 +88,7 @@ def test_a_write_killed_half_way_leaves_the_previous_file_intact(tmp_path):
     target = tmp_path / "metrics.parquet"
     pd.DataFrame({"epoch": [0, 1]}).to_parquet(target)
     code = (
-        "import os, sys; from pathlib import Path; from flooding.metrics import atomic_write\n"
+        "import os, sys; from pathlib import Path; from flooding.atomic import atomic_write\n"
         "def write(tmp):\n"
         "    tmp.write_bytes(b'PAR1 half of a parquet file')\n"
         "    os.kill(os.getpid(), 9)\n"

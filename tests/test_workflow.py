@@ -19,7 +19,7 @@ import pytest
 import yaml
 from test_workflow_config import filled
 
-from flooding.grid import expand_grid
+from flooding.grid import Grid, expand_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -70,9 +70,18 @@ def planned_counts(workdir: Path, *args: str) -> Counter[str]:
     return Counter({rule: int(n) for rule, n in rows if rule != "total"})
 
 
-def test_default_config_plans_the_whole_pipeline_without_downloads(tmp_path: Path) -> None:
+def shipped_grid(name: str) -> Grid:
+    return expand_grid(filled(yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())))
+
+
+def test_default_config_plans_the_whole_pipeline_in_packs_without_downloads(
+    tmp_path: Path,
+) -> None:
     workdir = copy_workflow(tmp_path)
-    assert planned_counts(workdir) == {"train": 120, "aggregate": 1, "report": 1, "all": 1}
+    grid = shipped_grid("config")
+    assert grid.singles == [] and sum(len(pack.runs) for pack in grid.packs) == len(grid.runs)
+    planned = {"train_pack": len(grid.packs), "aggregate": 1, "report": 1, "all": 1}
+    assert planned_counts(workdir) == planned
 
 
 def test_default_config_asks_the_papers_four_questions() -> None:
@@ -84,7 +93,7 @@ def test_default_config_asks_the_papers_four_questions() -> None:
     for dataset in {c.dataset for c in configs}:
         levels = {c.flood_level for c in configs if c.dataset == dataset}
         assert 0.0 in levels and len(levels) >= 5
-    assert len({c.seed for c in configs}) >= 3
+    assert len({c.seed for c in configs}) >= 5
     noise_levels = Counter(
         len({c.label_noise for c in configs if c.dataset == d})
         for d in {c.dataset for c in configs}
@@ -99,7 +108,9 @@ def test_paper_config_plans_downloads_then_training_without_the_data(tmp_path: P
         workdir, "--configfile", "config/paper.yaml", "--config", "data_root=no-data-here"
     )
     assert counts["download"] == 6
-    assert counts["train"] > 2000
+    grid = shipped_grid("paper")
+    assert (counts["train"], counts["train_pack"]) == (len(grid.singles), len(grid.packs))
+    assert len(grid.runs) > 2000
     assert (counts["aggregate"], counts["report"]) == (1, 1)
     assert not (workdir / "no-data-here").exists()
 

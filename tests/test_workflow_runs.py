@@ -141,3 +141,45 @@ def test_a_failed_run_is_recorded_and_retried_on_request(tmp_path: Path) -> None
         ("aggregate", "results/metrics.parquet"),
         ("aggregate", "results/summary.parquet"),
     }
+
+
+def finished(workdir: Path) -> dict[str, int]:
+    """run.json modification time of every run folder, by run path."""
+    runs = workdir / "results" / "runs"
+    return {str(p.parent.relative_to(runs)): p.stat().st_mtime_ns for p in runs.glob("**/run.json")}
+
+
+def test_packed_reruns_train_exactly_what_a_config_change_touches(tmp_path: Path) -> None:
+    """With runs packed by flood level, what actually trains (run.json rewritten) after each
+    change is what trains unpacked: packs are jobs, reruns stay per run."""
+    packed = {"pack": {"by": ["flood"], "max_runs": 8}}
+    workdir = copy_workflow(tmp_path, changed(**packed))
+    snakemake(workdir)
+    assert len(list((workdir / "results" / "packs").glob("**/*.done"))) == 2
+    assert pending(workdir) == set(), "a second identical invocation plans nothing"
+
+    def trained_after(config: dict[str, Any]) -> set[str]:
+        before = finished(workdir)
+        write_config(workdir, config)
+        snakemake(workdir)
+        assert pending(workdir) == set()
+        after = finished(workdir)
+        return {path for path, stamp in after.items() if before.get(path) != stamp}
+
+    levels = {"flood": {"methods": ["flood"], "levels": [0.0, 0.1, 0.2]}}
+    assert trained_after(changed(**packed, **levels)) == {
+        f"{d}-noise0/mlp/wd0-aug0/flood0.2/seed0" for d in ("spiral", "gaussians")
+    }
+    assert trained_after(changed(**packed, **levels, seeds=[0, 1])) == {
+        f"{d}-noise0/mlp/wd0-aug0/flood{b}/seed1"
+        for d in ("spiral", "gaussians")
+        for b in ("0", "0.1", "0.2")
+    }
+    longer = [{"name": "spiral"}, {"name": "gaussians", "training": {"epochs": 3}}]
+    assert trained_after(changed(**packed, **levels, seeds=[0, 1], datasets=longer)) == {
+        f"gaussians-noise0/mlp/wd0-aug0/flood{b}/seed{s}"
+        for b in ("0", "0.1", "0.2")
+        for s in (0, 1)
+    }
+    fewer = {"flood": {"methods": ["flood"], "levels": [0.0, 0.1]}}
+    assert trained_after(changed(**packed, **fewer, seeds=[0, 1], datasets=longer)) == set()

@@ -110,14 +110,34 @@ def write_parquet(table: pd.DataFrame, path: str) -> None:
     atomic_write(Path(path), lambda tmp: table.to_parquet(tmp, index=False))
 
 
-def aggregate_runs(run_dirs: Sequence[str], metrics_out: str, summary_out: str) -> str:
-    """Aggregate and write both tables; returns a one-line account of the runs' statuses."""
+def aggregate_runs(
+    run_dirs: Sequence[str], metrics_out: str, summary_out: str, cores: int | None = None
+) -> str:
+    """Aggregate and write both tables; returns an account of the runs' statuses and,
+    given the cores the runs shared, of how much of their time went into training."""
     metrics, summary = aggregate(run_dirs)
     write_parquet(metrics, metrics_out)
     write_parquet(summary, summary_out)
     counts = summary["status"].value_counts().to_dict() if len(summary) else {}
     statuses = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    return f"aggregated {len(summary)} runs ({statuses}), {len(metrics)} epoch rows"
+    account = f"aggregated {len(summary)} runs ({statuses}), {len(metrics)} epoch rows"
+    if cores is not None and len(metrics):
+        account += "\n" + training_share(metrics, summary, cores)
+    return account
+
+
+def training_share(metrics: pd.DataFrame, summary: pd.DataFrame, cores: int) -> str:
+    """Recorded training seconds over the core-seconds between the first run's start and
+    the last run's end: the rest went into start-ups, data loading and scheduling. Only
+    meaningful when all runs were trained by one invocation (a fresh `make report`)."""
+    trained = float(metrics["epoch_seconds"].sum())
+    span = pd.to_datetime(summary["finished"]).max() - pd.to_datetime(summary["started"]).min()
+    wall = max(span.total_seconds(), 1.0)
+    share = trained / (wall * cores)
+    return (
+        f"training {trained:.0f} s of {wall:.0f} s wall x {cores} cores: "
+        f"{share:.0%} of the runs' core time"
+    )
 
 
 def failed_outputs(summary_path: str) -> list[str]:

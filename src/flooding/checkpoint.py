@@ -1,7 +1,8 @@
 """Checkpoints: everything needed to continue a run exactly where it stopped.
 
-A checkpoint holds the model, the optimiser, the random generators, the epoch and batch
-reached, the partial sums of the interrupted epoch and the metric rows so far. It contains
+A checkpoint is a flooding.state.TrainState saved field by field: the model, the
+optimiser, the random generators, the epoch and batch reached, the partial sums of the
+interrupted epoch and the metric rows so far. It contains
 only tensors and plain Python values, so it loads with `torch.load(weights_only=True)`:
 opening a checkpoint never runs code from the file.
 """
@@ -11,16 +12,15 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from flooding.metrics import atomic_write
+from flooding.atomic import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the fields of flooding.state.TrainState
 # Exit code after a checkpoint forced by SIGTERM/SIGUSR2: EX_TEMPFAIL from sysexits.h,
 # "temporary failure, try again". The run is incomplete but resumable: rerunning the same
 # command continues from the checkpoint. SLURM/submitit requeue on a non-zero exit.
@@ -28,35 +28,14 @@ EXIT_CHECKPOINTED = 75
 CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    config_hash: str
-    started: str  # ISO time the run first started, kept across restarts
-    epochs_done: int  # completed epochs; training continues with epoch epochs_done + 1
-    batches_done: int  # mini-batches of epoch epochs_done + 1 already trained (0 = none)
-    model: dict[str, torch.Tensor]
-    optimizer: dict[str, Any]
-    # Generator states at the start of epoch epochs_done + 1: resuming redraws that epoch's
-    # batch order and augmentation, then skips the batches already done.
-    order_rng: torch.Tensor
-    augment_rng: torch.Tensor
-    torch_rng: torch.Tensor
-    cuda_rng: torch.Tensor | None
-    # Partial sums of the interrupted epoch (CPU tensors) and its seconds so far; empty
-    # and 0.0 at an epoch boundary (batches_done == 0).
-    epoch_sums: dict[str, torch.Tensor]
-    epoch_seconds: float
-    rows: list[dict[str, float]]  # metric rows of the completed epochs
-
-
-def save_checkpoint(out: Path, ckpt: Checkpoint) -> None:
-    """Write the checkpoint atomically (temporary file, then rename)."""
-    payload = {"format_version": FORMAT_VERSION, **asdict(ckpt)}
+def save_checkpoint(out: Path, state: dict[str, Any]) -> None:
+    """Write a TrainState snapshot (plain values and CPU tensors) atomically."""
+    payload = {"format_version": FORMAT_VERSION, **state}
     atomic_write(out / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(out: Path, expected_hash: str) -> Checkpoint | None:
-    """The checkpoint in `out`, or None if there is none to resume.
+def load_checkpoint(out: Path, expected_hash: str) -> dict[str, Any] | None:
+    """The saved TrainState fields in `out`, or None if there is none to resume.
 
     A checkpoint written by another config (the settings of a run changed while its output
     folder stayed, as when a workflow's epochs change) or by another format version is
@@ -75,14 +54,14 @@ def load_checkpoint(out: Path, expected_hash: str) -> Checkpoint | None:
             file=sys.stderr,
         )
         return None
-    ckpt = Checkpoint(**payload)
-    if ckpt.config_hash != expected_hash:
+    if payload["config_hash"] != expected_hash:
         print(
-            f"{path} belongs to config {ckpt.config_hash}, not {expected_hash}; starting afresh",
+            f"{path} belongs to config {payload['config_hash']}, not {expected_hash}; "
+            "starting afresh",
             file=sys.stderr,
         )
         return None
-    return ckpt
+    return payload
 
 
 def remove_checkpoint(out: Path) -> None:

@@ -20,6 +20,7 @@ from flooding.validation import field_type
 
 COMMANDS = {
     "train": "train one run and write metrics.parquet and run.json to --out",
+    "train-pack": "train several runs in one process (a pack), each into its own folder",
     "download": "fetch a torchvision dataset into a data root (needs internet)",
     "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
     "report": "build the HTML report from the aggregated results",
@@ -77,6 +78,12 @@ def train_parser() -> argparse.ArgumentParser:
     runtime.add_argument(
         "--config", type=Path, metavar="FILE", help="YAML file of RunConfig fields (name: value)"
     )
+    add_runtime_arguments(runtime)
+    return parser
+
+
+def add_runtime_arguments(runtime: argparse._ArgumentGroup) -> None:
+    """The options of `train` and `train-pack` that say how runs run."""
     runtime.add_argument(
         "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
     )
@@ -118,6 +125,19 @@ def train_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on an unexpected error write status 'failed' to run.json and exit 0",
     )
+
+
+def pack_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flooding train-pack",
+        description="Train the runs of a pack spec one after another in this process, each "
+        "into its own folder, sharing loaded data between runs that read the same. Runs "
+        "already finished with the same config are skipped, so rerunning resumes. "
+        'Spec: JSON {"runs": [{"out": DIR, "config": {RunConfig fields}}, ...]}.',
+        allow_abbrev=False,
+    )
+    parser.add_argument("--spec", type=Path, required=True, metavar="FILE", help="pack spec")
+    add_runtime_arguments(parser.add_argument_group("runtime (how it runs)"))
     return parser
 
 
@@ -147,14 +167,19 @@ def parse_train_args(argv: Sequence[str]) -> tuple[RunConfig, Any]:
         if given is not None:
             values[f.name] = given
     cfg = RunConfig.from_dict(values)
+    return cfg, runtime_from(args, args.out)
+
+
+def runtime_from(args: argparse.Namespace, out: Path) -> Any:
+    """flooding.train.Runtime from the parsed runtime options."""
     if args.threads < 0:
         raise ConfigError("threads", args.threads, "0 (torch's default) or a positive count")
     if args.checkpoint_every < 0:
         raise ConfigError("checkpoint_every", args.checkpoint_every, "0 or a positive count")
-    from flooding.train import Runtime
+    from flooding.runtime import Runtime
 
-    runtime = Runtime(
-        out=args.out,
+    return Runtime(
+        out=out,
         device=args.device,
         threads=args.threads,
         data_root=args.data_root,
@@ -163,7 +188,6 @@ def parse_train_args(argv: Sequence[str]) -> tuple[RunConfig, Any]:
         channels_last=args.channels_last,
         record_failure=args.record_failure,
     )
-    return cfg, runtime
 
 
 def train_main(argv: Sequence[str]) -> int:
@@ -181,6 +205,20 @@ def train_main(argv: Sequence[str]) -> int:
         return run(cfg, runtime)
     except (ConfigError, DatasetMissingError) as exc:
         print(f"flooding train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def pack_main(argv: Sequence[str]) -> int:
+    """`flooding train-pack`: exit codes as `flooding train`'s, and 1 when a member raised
+    without --record-failure (the other members were trained)."""
+    from flooding.data import DatasetMissingError
+    from flooding.pack import read_spec, run_pack
+
+    args = pack_parser().parse_args(list(argv))
+    try:
+        return run_pack(read_spec(args.spec), runtime_from(args, Path(".")))
+    except (ConfigError, DatasetMissingError) as exc:
+        print(f"flooding train-pack: error: {exc}", file=sys.stderr)
         return 2
 
 
@@ -220,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "train":
         return train_main(rest)
+    if command == "train-pack":
+        return pack_main(rest)
     if command == "download":
         return download_main(rest)
     if command == "aggregate":

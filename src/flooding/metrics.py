@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import socket
 import sys
-import uuid
-from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flooding.atomic import atomic_write
 from flooding.config import RunConfig, config_hash
 from flooding.validation import field_type
 
@@ -84,25 +82,6 @@ def metrics_schema() -> pa.Schema:
     columns += [pa.field(f.name, _ARROW_TYPES[field_type(f)]) for f in config_fields]
     columns += [pa.field("config_hash", pa.string()), pa.field("bayes_error", pa.float64())]
     return pa.schema(columns)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary file next to `path`, then rename it over `path`.
-
-    A rename within one directory is atomic, so readers (and a run killed part-way) see
-    either the old complete file or the new complete file, never a truncated one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name in the same folder (a rename across file systems is not atomic); the
-    # writer creates it, so it gets the usual permissions.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_metrics(

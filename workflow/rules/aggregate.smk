@@ -1,5 +1,6 @@
-# All runs into two tables. Run in-process (not through a shell command) because a large
-# grid's run list would exceed the kernel's limit on one command-line argument.
+# All runs into two tables, and the share of the cores' time that training used. Run
+# in-process (not through a shell command) because a large grid's run list would exceed
+# the kernel's limit on one command-line argument.
 rule aggregate:
     input:
         run_outputs(),
@@ -15,5 +16,10 @@ rule aggregate:
         from flooding.aggregate import aggregate_runs
 
         Path(log[0]).write_text(
-            aggregate_runs(params.runs, output.metrics, output.summary) + "\n"
+            # The cores of this invocation (not a param: a rerun with other cores
+            # would re-aggregate), for the account of how much of them training used.
+            aggregate_runs(
+                params.runs, output.metrics, output.summary, workflow.cores
+            )
+            + "\n"
         )

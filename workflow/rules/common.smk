@@ -26,11 +26,15 @@ def final_outputs():
 
 
 def run_outputs():
-    return expand(
+    """What the aggregation waits for: the files of each single run, the marker of each
+    pack (its members' files are not outputs of the pack job: Snakemake would delete
+    the finished members' files before rerunning a pack whose members changed)."""
+    singles = expand(
         "results/runs/{run}/{file}",
-        run=GRID.paths,
+        run=GRID.singles,
         file=("metrics.parquet", "run.json"),
     )
+    return singles + [f"results/packs/{pack.name}.done" for pack in GRID.packs]
 
 
 def run_dirs():
@@ -48,6 +52,22 @@ def download_root(wildcards, output):
 def train_input(wildcards):
     dataset = GRID.by_path[wildcards.run].download
     return [download_marker(dataset)] if dataset else []
+
+
+def pack_input(wildcards):
+    dataset = GRID.packs_by_name[wildcards.pack].download
+    return [download_marker(dataset)] if dataset else []
+
+
+def pack_spec(wildcards):
+    return GRID.packs_by_name[wildcards.pack].spec
+
+
+def pack_resource(name):
+    def per_pack(wildcards):
+        return getattr(GRID.packs_by_name[wildcards.pack].resources, name)
+
+    return per_pack
 
 
 def train_options(wildcards):

@@ -22,3 +22,33 @@ rule train:
     shell:
         "flooding train {params.options} {params.data_root} --out results/runs/{wildcards.run}"
         " --threads {threads} --record-failure > {log} 2>&1"
+
+
+# One job per pack: several runs trained one after another by one process (see the
+# config's `pack`). The spec lists every member's folder and config, and the pack's name
+# ends in a digest of them, so a changed member set is a new job; the engine skips members
+# already finished with the same config, so only new or changed runs train. The output is
+# a marker, not the members' files: Snakemake deletes a job's existing outputs before
+# running it, which would throw away finished members.
+rule train_pack:
+    input:
+        pack_input,
+    output:
+        spec="results/packs/{pack}.json",
+        done=touch("results/packs/{pack}.done"),
+    log:
+        "results/packs/{pack}.log",
+    conda:
+        "../../envs/flooding.yaml"
+    threads: pack_resource("threads")
+    resources:
+        mem_mb=pack_resource("mem_mb"),
+        runtime=pack_resource("runtime"),
+        gpu=pack_resource("gpu"),
+    params:
+        spec=pack_spec,
+        data_root=data_root_option,
+    shell:
+        "printf '%s\\n' {params.spec:q} > {output.spec} && flooding train-pack"
+        " --spec {output.spec} {params.data_root} --threads {threads} --record-failure"
+        " > {log} 2>&1"

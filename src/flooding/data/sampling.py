@@ -17,10 +17,16 @@ import torch
 FIXED_SEED = 20200708
 
 
+def stream_seed(seed: int, purpose: str) -> int:
+    """Seed of one random stream (a data choice, init, batch order, ...), independent of
+    every other purpose and seed."""
+    digest = hashlib.sha256(f"{seed}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
 def generator(seed: int, purpose: str) -> torch.Generator:
     """A CPU generator for one purpose, independent of every other purpose and seed."""
-    digest = hashlib.sha256(f"{seed}/{purpose}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+    return torch.Generator().manual_seed(stream_seed(seed, purpose))
 
 
 def fixed_subset(n_available: int, n: int, purpose: str) -> torch.Tensor:

@@ -1,0 +1,154 @@
+"""A pack: several runs trained one after another by one process.
+
+A grid's small runs cost their start-up (importing torch, loading the data) more than
+their training. A pack pays it once: the members share the process, and members whose
+data is the same (dataset, seed and the data settings, as for runs differing only in flood
+level) share one loaded copy of it. Each member is still a run of its own, trained by the
+same `train_run` as `flooding train`, so its outputs are bit-identical to a solo run's: its
+own folder, metrics.parquet, run.json, checkpoint and train.log.
+
+The spec is JSON: {"runs": [{"out": "results/runs/...", "config": {RunConfig fields}}]}.
+
+A member whose folder already holds a finished run (completed or diverged) of the same
+config hash is skipped, so rerunning a pack after a kill, or with members added, trains
+only what is missing. A failed member does not stop the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flooding.config import ConfigError, RunConfig, config_hash, validate
+from flooding.data.registry import DatasetMissingError
+from flooding.metrics import METRICS_FILE, RUN_FILE
+from flooding.runtime import Runtime
+
+LOG_FILE = "train.log"
+FINISHED = ("completed", "diverged")  # a failed run is retried: it may resume
+# The RunConfig fields load_data reads: members equal in these share one copy of the data.
+DATA_FIELDS = (
+    "dataset",
+    "train_size",
+    "test_size",
+    "val_fraction",
+    "label_noise",
+    "gaussians_mean",
+    "spiral_noise",
+    "seed",
+)
+
+
+@dataclass(frozen=True)
+class Member:
+    out: Path
+    config: RunConfig
+
+
+def read_spec(path: Path) -> list[Member]:
+    """The members of a pack spec file, each config checked as `flooding train` would."""
+    if not path.is_file():
+        raise ConfigError("spec", str(path), "an existing JSON file")
+    try:
+        spec = json.loads(path.read_text())
+        members = [Member(Path(m["out"]), RunConfig.from_dict(m["config"])) for m in spec["runs"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            "spec", str(path), 'JSON {"runs": [{"out": DIR, "config": {...}}, ...]}'
+        ) from exc
+    outs = [m.out.resolve() for m in members]
+    if len(set(outs)) != len(outs):
+        raise ConfigError("spec", str(path), "members with distinct out folders")
+    for member in members:
+        validate(member.config)
+    return members
+
+
+def write_spec(path: Path, members: list[Member]) -> None:
+    runs = [{"out": str(m.out), "config": m.config.to_dict()} for m in members]
+    path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+
+
+def is_finished(member: Member) -> bool:
+    """Whether member.out holds a finished run of this very config."""
+    try:
+        record = json.loads((member.out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        record.get("config_hash") == config_hash(member.config)
+        and record.get("status") in FINISHED
+        and (member.out / METRICS_FILE).is_file()
+    )
+
+
+def data_key(cfg: RunConfig) -> tuple[object, ...]:
+    return tuple(getattr(cfg, name) for name in DATA_FIELDS)
+
+
+@contextlib.contextmanager
+def member_log(out: Path) -> Iterator[None]:
+    """Send the member's progress and errors to its own train.log, as a solo run's are."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (
+        open(out / LOG_FILE, "a", buffering=1) as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+    ):
+        yield
+
+
+def run_pack(members: list[Member], runtime: Runtime) -> int:
+    """Train every unfinished member; returns the exit code.
+
+    0 when every member ended (completed, diverged, or failed with runtime.record_failure),
+    EXIT_CHECKPOINTED when a signal stopped the pack (the member in training checkpointed;
+    a rerun continues it and the rest), 1 when a member raised without record_failure
+    (after the others were trained).
+    """
+    from flooding.checkpoint import EXIT_CHECKPOINTED, SignalFlag
+    from flooding.data import load_data
+    from flooding.runtime import resolve_device, set_threads
+    from flooding.train import train_run
+
+    set_threads(runtime)
+    device = resolve_device(runtime.device)
+    todo = [m for m in members if not is_finished(m)]
+    print(f"pack: {len(members)} runs, {len(members) - len(todo)} already finished", flush=True)
+    # Members with the same data one after another, so that one loaded copy serves them.
+    todo.sort(key=lambda m: [str(v) for v in data_key(m.config)])
+    cache: dict[tuple[object, ...], object] = {}
+
+    def load(cfg: RunConfig):
+        key = data_key(cfg)
+        if key not in cache:
+            cache.clear()  # one copy at a time: members sharing it are adjacent
+            cache[key] = load_data(cfg, runtime.data_root, device)
+        return cache[key]
+
+    failures = 0
+    with SignalFlag() as stop:
+        for i, member in enumerate(todo, 1):
+            member_runtime = dataclasses.replace(runtime, out=member.out)
+            with member_log(member.out):
+                try:
+                    code = train_run(member.config, member_runtime, load, stop)
+                except (ConfigError, DatasetMissingError):
+                    raise
+                except Exception:
+                    traceback.print_exc()
+                    code = 1
+            print(f"pack: [{i}/{len(todo)}] {member.out}: exit {code}", flush=True)
+            if code == EXIT_CHECKPOINTED:
+                print(
+                    "pack: stopped by a signal; rerun the same command to resume", file=sys.stderr
+                )
+                return EXIT_CHECKPOINTED
+            failures += code != 0
+    return 1 if failures else 0

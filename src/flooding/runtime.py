@@ -1,0 +1,51 @@
+"""How a run runs (device, threads, checkpoint cadence): nothing here changes its results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from flooding.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How to run (not what): none of this changes the results, so none is in the hash."""
+
+    out: Path
+    device: str = "auto"
+    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    data_root: Path = Path("data")
+    checkpoint_every: int = 10  # epochs; 0 = only when a signal asks for one
+    bf16: bool = True  # bf16 autocast, CUDA only
+    channels_last: bool = True  # channels-last images and convolutions, CUDA only
+    record_failure: bool = False  # on an unexpected error, write status "failed", exit 0
+
+
+def resolve_device(name: str) -> torch.device:
+    accepted = "auto, cpu, cuda or cuda:N"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError("device", name, accepted) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError("device", name, accepted)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "auto or cpu (no CUDA device is available)")
+    return device
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
+
+
+def set_threads(runtime: Runtime) -> None:
+    if runtime.threads > 0:
+        torch.set_num_threads(runtime.threads)

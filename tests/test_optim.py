@@ -1,0 +1,44 @@
+"""The optimiser steps as torch's own, without importing torch._dynamo (SGD)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from flooding.config import RunConfig
+from flooding.optim import build_optimizer, optimizer_step
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_the_step_equals_torchs_step(name: str) -> None:
+    cfg = RunConfig(optimizer=name, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    results = []
+    for step in (optimizer_step, lambda optimizer: optimizer.step()):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+        optimizer = build_optimizer(cfg, model.parameters())
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            model(torch.randn(5, 3)).square().sum().backward()
+            step(optimizer)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for ours, theirs in zip(*results, strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_an_sgd_run_does_not_import_dynamo(tmp_path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from flooding.config import RunConfig\n"
+        "from flooding.train import Runtime, run\n"
+        "cfg = RunConfig(train_size=100, test_size=50, mlp_width=8, epochs=2, batch_size=20)\n"
+        "assert run(cfg, Runtime(out=Path(sys.argv[1]), device='cpu', threads=1, "
+        "checkpoint_every=1)) == 0\n"
+        "print('torch._dynamo' in sys.modules, 'sklearn' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["False", "False"]

@@ -1,0 +1,143 @@
+"""Packs: several runs in one process, each with the outputs and resumption of a solo run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import flooding.train
+from flooding.config import ConfigError, RunConfig
+from flooding.pack import Member, read_spec, run_pack, write_spec
+from flooding.train import Runtime, run
+
+TINY = RunConfig(
+    dataset="spiral",
+    train_size=200,
+    test_size=200,
+    mlp_depth=2,
+    mlp_width=16,
+    epochs=3,
+    batch_size=40,
+    lr=0.05,
+    label_noise=0.1,
+)
+# Three flood levels share their data; another seed loads its own.
+CONFIGS = [dataclasses.replace(TINY, flood_level=b) for b in (0.0, 0.2, 0.5)]
+CONFIGS.append(dataclasses.replace(TINY, seed=1, flood_level=0.2))
+RUNTIME = Runtime(out=Path("."), device="cpu", threads=1)
+
+
+def members(root: Path, cfgs: list[RunConfig] = CONFIGS) -> list[Member]:
+    return [Member(root / f"run{i}", cfg) for i, cfg in enumerate(cfgs)]
+
+
+def reproducible(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out / "metrics.parquet").drop(columns="epoch_seconds")
+
+
+def record(out: Path) -> dict:
+    return json.loads((out / "run.json").read_text())
+
+
+def solo(root: Path, cfgs: list[RunConfig] = CONFIGS) -> list[Path]:
+    outs = [root / f"solo{i}" for i in range(len(cfgs))]
+    for out, cfg in zip(outs, cfgs, strict=True):
+        assert run(cfg, dataclasses.replace(RUNTIME, out=out)) == 0
+    return outs
+
+
+def test_a_sequential_pack_is_bit_identical_to_solo_runs(tmp_path):
+    pack = members(tmp_path / "pack")
+    assert run_pack(pack, RUNTIME) == 0
+    for member, alone in zip(pack, solo(tmp_path), strict=True):
+        pd.testing.assert_frame_equal(reproducible(member.out), reproducible(alone))
+        assert record(member.out)["status"] == "completed"
+        log = (member.out / "train.log").read_text()
+        assert log.count("epoch ") == TINY.epochs + 1  # its own progress, nobody else's
+
+
+def test_finished_members_are_skipped_and_changed_ones_retrained(tmp_path):
+    pack = members(tmp_path)
+    assert run_pack(pack, RUNTIME) == 0
+    stamps = [(m.out / "run.json").stat().st_mtime_ns for m in pack]
+    longer = dataclasses.replace(pack[1], config=dataclasses.replace(CONFIGS[1], epochs=4))
+    added = Member(tmp_path / "added", dataclasses.replace(TINY, flood_level=0.1))
+    assert run_pack([pack[0], longer, pack[2], pack[3], added], RUNTIME) == 0
+    after = [(m.out / "run.json").stat().st_mtime_ns for m in pack]
+    assert [a == b for a, b in zip(stamps, after, strict=True)] == [True, False, True, True]
+    assert record(longer.out)["epochs_completed"] == 4
+    assert record(added.out)["status"] == "completed"
+
+
+def test_a_diverging_member_does_not_stop_the_others(tmp_path):
+    # Gradient ascent (b far above the loss) without batch norm blows up in epoch 2.
+    wild = dataclasses.replace(TINY, mlp_batchnorm=False, lr=0.5, flood_level=1e30, epochs=30)
+    pack = members(tmp_path, [CONFIGS[0], wild, CONFIGS[2]])
+    assert run_pack(pack, RUNTIME) == 0
+    assert [record(m.out)["status"] for m in pack] == ["completed", "diverged", "completed"]
+
+
+def test_a_member_that_raises_does_not_stop_the_others(tmp_path, monkeypatch):
+    real = flooding.train.flooded_loss
+
+    def failing_at_level_0_2(logits, labels, method, level):
+        if level == 0.2:  # the second member
+            raise RuntimeError("simulated crash")
+        return real(logits, labels, method, level)
+
+    monkeypatch.setattr(flooding.train, "flooded_loss", failing_at_level_0_2)
+    pack = members(tmp_path, CONFIGS[:3])
+    assert run_pack(pack, RUNTIME) == 1  # without record_failure: reported at the end
+    assert [(m.out / "run.json").exists() for m in pack] == [True, False, True]
+    assert "simulated crash" in (pack[1].out / "train.log").read_text()
+    assert run_pack(pack, dataclasses.replace(RUNTIME, record_failure=True)) == 0
+    assert record(pack[1].out)["status"] == "failed"
+
+
+def test_the_spec_round_trips_and_a_bad_one_is_a_config_error(tmp_path):
+    spec = tmp_path / "pack.json"
+    write_spec(spec, members(tmp_path))
+    assert read_spec(spec) == members(tmp_path)
+    spec.write_text(json.dumps({"runs": [{"out": "a", "config": {"epochs": 0}}]}))
+    with pytest.raises(ConfigError, match="epochs"):
+        read_spec(spec)
+    write_spec(spec, [Member(tmp_path / "a", TINY), Member(tmp_path / "a", CONFIGS[1])])
+    with pytest.raises(ConfigError, match="distinct out folders"):
+        read_spec(spec)
+
+
+def test_a_pack_killed_half_way_resumes_its_unfinished_members(tmp_path):
+    long = [dataclasses.replace(c, train_size=2000, batch_size=50, epochs=12) for c in CONFIGS]
+    spec = tmp_path / "pack.json"
+    pack = members(tmp_path / "pack", long)
+    write_spec(spec, pack)
+    command = [sys.executable, "-m", "flooding", "train-pack", "--spec", str(spec)]
+    command += ["--threads", "1", "--device", "cpu", "--checkpoint-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    # SIGKILL once the second member has printed an epoch: the first is finished, the
+    # second part-way, the others not started.
+    log = pack[1].out / "train.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "epoch 1/" in log.read_text()):
+        assert process.poll() is None, "the pack ended before the second member trained"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert (pack[0].out / "run.json").exists() and not (pack[1].out / "run.json").exists()
+    first = (pack[0].out / "run.json").stat().st_mtime_ns
+    # Rerun in process (sparing a start-up): the finished member stays as it was.
+    assert run_pack(read_spec(spec), dataclasses.replace(RUNTIME, checkpoint_every=1)) == 0
+    assert (pack[0].out / "run.json").stat().st_mtime_ns == first
+    for member, alone in zip(pack, solo(tmp_path, long), strict=True):
+        pd.testing.assert_frame_equal(reproducible(member.out), reproducible(alone))
