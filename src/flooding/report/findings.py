@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from flooding.report.stats import ALPHA, SETTING_COLUMNS
+from flooding.aggregate import ENVIRONMENT_COLUMNS, VERSION_PREFIX
+from flooding.report.inference import ALPHA
+from flooding.report.stats import SETTING_COLUMNS
 
-# Optional run.json facts an aggregator may carry as summary columns; shown when present.
-ENVIRONMENT_COLUMNS = ("device", "host")
-VERSION_PREFIX = "version_"
+# The run.json facts shown one by one; started and finished are shown as one time span.
+SPAN_COLUMNS = ("started", "finished")
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ def counts(metrics: pd.DataFrame, summary: pd.DataFrame) -> Counts:
 def environment(summary: pd.DataFrame) -> list[tuple[str, str]]:
     """(label, value) pairs: time span, devices, hosts and versions, where recorded."""
     facts = []
-    if {"started", "finished"} <= set(summary.columns):
+    if set(SPAN_COLUMNS) <= set(summary.columns):
         started = pd.to_datetime(summary["started"], utc=True, errors="coerce").min()
         finished = pd.to_datetime(summary["finished"], utc=True, errors="coerce").max()
         if not (pd.isna(started) or pd.isna(finished)):
             span = f"{started:%Y-%m-%d %H:%M} to {finished:%Y-%m-%d %H:%M} UTC"
             facts.append(("runs", span))
-    columns = [c for c in summary.columns if c in ENVIRONMENT_COLUMNS]
+    columns = [c for c in ENVIRONMENT_COLUMNS if c in summary.columns and c not in SPAN_COLUMNS]
     columns += sorted(c for c in summary.columns if c.startswith(VERSION_PREFIX))
     for column in columns:
         values = summary[column].dropna().astype(str).value_counts()
@@ -85,24 +86,37 @@ def headline(comparison: pd.DataFrame, chosen: pd.DataFrame) -> list[str]:
 
 def _method_sentence(method: str, rows: pd.DataFrame) -> str:
     diff = rows["mean_difference"]
-    significant = rows["p_value"].notna() & (rows["p_value"] < ALPHA)
+    adjusted = pd.to_numeric(rows["p_holm"], errors="coerce")
+    significant = adjusted < ALPHA
+    untested = int(adjusted.isna().sum())
     up, down = diff > 0, diff < 0
     text = (
         f"With {method} and b chosen by validation accuracy, the mean test accuracy rose in "
         f"{int(up.sum())} of {len(rows)} comparisons ({int((up & significant).sum())} "
-        f"significant at p < {ALPHA:g}, paired t-test over seeds) and fell in "
+        f"significant at p < {ALPHA:g} after Holm's correction over the report's "
+        f"comparisons, paired t-test over seeds) and fell in "
         f"{int(down.sum())} ({int((down & significant).sum())} significant)"
     )
     same = int((diff == 0).sum())
     text += f"; {same} unchanged." if same else "."
+    if not significant.any():
+        text += " No comparison found a significant difference."
+    if untested:
+        text += f" {untested} had no test (too few seeds or no spread; see the table)."
     best = rows.loc[diff.idxmax()]
     if best["mean_difference"] > 0:
         text += (
-            f" The largest gain, {100 * best['mean_difference']:+.2f} points, is on "
-            f"{best['dataset']} with {best['arch']} (early stopping "
+            f" The largest gain, {100 * best['mean_difference']:+.2f} points"
+            f"{_interval(best)}, is on {best['dataset']} with {best['arch']} (early stopping "
             f"{'on' if best['early_stopping'] else 'off'})."
         )
     return text
+
+
+def _interval(row: pd.Series) -> str:
+    if pd.isna(row["ci_low"]):
+        return ""
+    return f" (95 % interval {100 * row['ci_low']:+.2f} to {100 * row['ci_high']:+.2f})"
 
 
 def _noise_sentence(chosen: pd.DataFrame) -> str:
