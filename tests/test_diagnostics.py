@@ -112,6 +112,19 @@ def test_gaussians_reference_matches_a_grid_integral_and_its_limits():
 def test_reference_kinds_by_dataset():
     assert reference.reference_loss("gaussians", 0.1, 0.0569)[1] == "exact"
     assert reference.reference_loss("mnist", 0.1, math.nan)[1] == "lower bound"
-    assert reference.reference_loss("mnist", 0.0, math.nan) == (0.0, "exact")
+    assert reference.reference_loss("mnist", 0.0, math.nan) == (0.0, "lower bound")
     value, kind = reference.reference_loss("no-such-set", 0.1, math.nan)
     assert math.isnan(value) and kind == ""
+
+
+def test_tracking_sentence_judges_only_what_the_noise_levels_allow():
+    noise = pd.Series([0.0, 0.1, 0.2])
+    refs = pd.Series([0.1, 0.3, 0.5])
+    rising = reference.tracking_sentence("g", noise, pd.Series([0.05, 0.15, 0.25]), refs)
+    assert "rises with the reference loss (slope 0.50, correlation 1.00 over 3" in rising
+    two = reference.tracking_sentence("g", noise[:2], pd.Series([0.2, 0.1]), refs[:2])
+    assert "falls" in two and "correlation" not in two and "more noise levels" in two
+    flat = reference.tracking_sentence("g", noise, pd.Series([0.1, 0.1, 0.1]), refs)
+    assert "does not move" in flat
+    one = reference.tracking_sentence("g", noise[:1], pd.Series([0.1]), refs[:1])
+    assert "one label-noise level only" in one

@@ -86,8 +86,9 @@ def test_cli_reads_the_parquet_files_and_writes_one_page(tmp_path, results, caps
     assert f"report: {out}" in capsys.readouterr().out
     page = Page(out.read_text(encoding="utf-8"))
     assert "Grid &lt;A&gt;" in out.read_text(encoding="utf-8")
-    # Overview tables (unfinished runs, missing seeds), one per dataset, the RQ2 table.
-    assert len(page.all("table")) == 5
+    # Overview tables (unfinished runs, missing seeds), one per dataset, the grid warnings
+    # (edge of the grid, training length), the RQ2 table, the double-descent table.
+    assert len(page.all("table")) == 8
     # RQ2: chosen b and accuracy against b; RQ4: one figure per dataset and architecture.
     assert len(page.all("img")) == 4
 
@@ -128,7 +129,7 @@ def test_text_from_the_data_is_escaped(tmp_path):
     assert "<script" not in text.lower() and "<img src=x" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=alert(2)&gt;" in text
-    assert "mlp&quot;&amp;x" in text
+    assert "mlp&#34;&amp;x" in text  # markupsafe writes a quote as &#34;
 
 
 def test_main_table_shows_the_paired_comparison(report_text, results):

@@ -136,3 +136,36 @@ def _noise_sentence(chosen: pd.DataFrame) -> str:
         f"{rises} of {blocks} dataset, architecture and method combinations with several "
         f"noise levels (early stopping off)."
     )
+
+
+def warnings(edges: pd.DataFrame, unfinished: pd.DataFrame, descents: pd.DataFrame) -> list[str]:
+    """Plain sentences on what the grid could not settle: edges, training length, RQ4."""
+    sentences = []
+    if len(edges):
+        seeds = int(edges["at_top"].sum() + edges["at_bottom"].sum())
+        sentences.append(
+            f"Warning: in {len(edges)} comparisons the chosen b sits on the grid's edge for "
+            f"some seeds ({seeds} choices in all); those b values are bounds, and the grid "
+            "needs the levels named under 'Is the grid wide and long enough?'."
+        )
+    if len(unfinished):
+        runs, total = int(unfinished["at_last"].sum()), int(unfinished["runs"].sum())
+        sentences.append(
+            f"Warning: {runs} of {total} completed runs had their best validation accuracy at "
+            "their last epoch: train longer."
+        )
+    flooded = descents[descents["flood_level"] > 0]
+    base = descents[descents["flood_level"] == 0]
+    if len(flooded):
+        found, found_base = int(flooded["found"].sum()), int(base["found"].sum())
+        if found == 0:
+            sentences.append(
+                f"No double descent of the mean test loss was found at the validated b in any "
+                f"of {len(flooded)} settings (at b = 0: {found_base} of {len(base)})."
+            )
+        else:
+            sentences.append(
+                f"A double descent of the mean test loss was found at the validated b in "
+                f"{found} of {len(flooded)} settings, and at b = 0 in {found_base} of {len(base)}."
+            )
+    return sentences

@@ -243,3 +243,17 @@ def validated_levels(flooded: pd.DataFrame) -> pd.DataFrame:
     ].mean()
     means = means.sort_values(["final_val_acc", "flood_level"], ascending=[False, True])
     return means.drop_duplicates(keys)[[*keys, "flood_level"]].reset_index(drop=True)
+
+
+def compare_measure(summary: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Like compare() with early stopping off, for an end-of-run `measure` of the summary.
+
+    The flooded run of each seed is the one whose b was chosen by final validation
+    accuracy; its `measure` is paired with that of the seed's b = 0 run. Same columns as
+    compare(), the means and differences in the measure's units.
+    """
+    present = summary[summary[measure].notna()] if measure in summary else summary.iloc[:0]
+    renamed = present.drop(columns=["final_test_acc", "best_test_acc"], errors="ignore")
+    renamed = renamed.assign(final_test_acc=renamed[measure], best_test_acc=renamed[measure])
+    table = compare(renamed) if len(renamed) else pd.DataFrame(columns=_COMPARE_COLUMNS)
+    return table[~table["early_stopping"].astype(bool)].reset_index(drop=True)
