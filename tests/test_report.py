@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 
@@ -212,3 +214,24 @@ def test_optional_environment_columns_are_shown(tmp_path, results):
     assert "2026-01-01 10:00 to 2026-01-01 12:30 UTC" in text
     assert re.search(r"cuda:0 \(NVIDIA H100\) \(\d+ runs\)", text)
     assert re.search(r"<dt>torch</dt><dd>2\.14\.1 \(\d+ runs\)</dd>", text)
+
+
+def test_importing_the_report_does_not_import_torch():
+    # A fresh interpreter: this test process may have imported torch already.
+    code = "import sys, flooding.report, flooding.report.page; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_captions_name_sizes_plainly_and_only_options_that_apply(tmp_path):
+    grid = FakeGrid(datasets=("digits", "spiral"), seeds=(0, 1, 2), epochs=6)
+    metrics, summary = make_results(grid)
+    page = Page(build(tmp_path, metrics, summary))
+    captions = [t for t in page.text if t.startswith("Same in every row:")]
+    assert len(captions) == 2
+    digits, spiral = captions
+    assert "train size dataset default" in digits and "train size 0" not in digits
+    assert "spiral noise" not in digits and "gaussians mean" not in digits
+    assert "spiral noise" in spiral and "gaussians mean" not in spiral
