@@ -165,8 +165,8 @@ def _changes(ch: Changes) -> Section:
     counts = (
         f"Since the earlier summary: {_count(len(ch.added), 'run')} added, "
         f"{len(ch.removed)} removed, {len(ch.retrained)} retrained (same run path, another "
-        f"config hash, finish time or status); {_count(len(ch.flipped), 'comparison')} changed "
-        "its answer (better, worse or no significant difference, Holm-adjusted)."
+        f"config hash, finish time or status). Comparisons with another answer than before "
+        f"(better, worse or no significant difference, Holm-adjusted): {len(ch.flipped)}."
     )
     parts = [Part(paragraphs=[counts])]
     if len(ch.added) + len(ch.removed) + len(ch.retrained):
