@@ -112,37 +112,38 @@ def descent_table(descents: pd.DataFrame) -> Table:
             "double descent at validated b",
         )
     ]
+    base = descents[descents["flood_level"] == 0].drop(columns="flood_level")
+    flooded = descents[descents["flood_level"] > 0]
+    # NaN keys (none today) would not match; every setting column is filled by RunConfig.
+    pairs = flooded.merge(base, on=keys, how="left", suffixes=("", "_base"))
     body: list[Row] = []
-    for key, rows in descents.groupby(keys, dropna=False, sort=True):
-        record = dict(zip(keys, key, strict=True))
-        base = rows[rows["flood_level"] == 0]
-        flooded = rows[rows["flood_level"] > 0]
-        if flooded.empty:
-            continue
-        level = float(flooded["flood_level"].iloc[0])
+    for _, r in pairs.sort_values(keys).iterrows():
         body.append(
             cells(
-                value(record["dataset"]),
-                value(record["arch"]),
-                describe(pd.Series(record), shown) or "the only one",
-                value(record["flood_method"]),
-                _verdict(base),
-                f"{level:g}",
-                _verdict(flooded),
+                value(r["dataset"]),
+                value(r["arch"]),
+                describe(r, shown) or "the only one",
+                value(r["flood_method"]),
+                _verdict(r, "_base"),
+                f"{r['flood_level']:g}",
+                _verdict(r, ""),
             )
         )
     return Table(head, body)
 
 
-def _verdict(rows: pd.DataFrame) -> Cell:
-    if rows.empty:
+def _verdict(r: pd.Series, suffix: str) -> Cell:
+    """The detector's verdict from the columns of `r` ending in `suffix`."""
+    found = r[f"found{suffix}"]
+    if pd.isna(found):
         return Cell("no run", css="muted")
-    r = rows.iloc[0]
-    if not r["found"]:
+    if not found:
         return Cell("no")
+    turns = (r[f"{name}{suffix}"] for name in ("first_minimum", "peak", "second_minimum"))
     return Cell(
-        f"yes: epochs {int(r['first_minimum'])} → {int(r['peak'])} → {int(r['second_minimum'])} "
-        f"(+{100 * r['rise']:.0f} %, −{100 * r['fall']:.0f} %)",
+        "yes: epochs "
+        + " → ".join(str(int(e)) for e in turns)
+        + f" (+{100 * r[f'rise{suffix}']:.0f} %, −{100 * r[f'fall{suffix}']:.0f} %)",
         css="better",
     )
 

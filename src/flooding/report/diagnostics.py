@@ -139,7 +139,10 @@ def descent_table(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     drawn = pd.concat([base, runs.merge(best, on=[*keys, "flood_level"])], ignore_index=True)
     line_keys = [*keys, "flood_level"]
     lines = drawn[[*line_keys, "run_dir"]]
-    curves = metrics[["run_dir", "epoch", "test_loss"]].merge(lines, on="run_dir")
+    drawn_metrics = metrics.loc[
+        metrics["run_dir"].isin(lines["run_dir"]), ["run_dir", "epoch", "test_loss"]
+    ]
+    curves = drawn_metrics.merge(lines, on="run_dir")
     means = curves.groupby([*line_keys, "epoch"], dropna=False)["test_loss"].mean()
     rows = []
     for key, curve in means.groupby(level=list(range(len(line_keys))), dropna=False):

@@ -14,7 +14,8 @@ from functools import cache
 import jinja2
 import pandas as pd
 
-from flooding.report.sections import Analysis, sections
+from flooding.report.analysis import Analysis
+from flooding.report.sections import sections
 
 POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
