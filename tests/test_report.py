@@ -235,3 +235,16 @@ def test_captions_name_sizes_plainly_and_only_options_that_apply(tmp_path):
     assert "train size dataset default" in digits and "train size 0" not in digits
     assert "spiral noise" not in digits and "gaussians mean" not in digits
     assert "spiral noise" in spiral and "gaussians mean" not in spiral
+
+
+def test_flatness_is_compared_when_measured_and_said_missing_when_not(tmp_path, results):
+    metrics, summary = results
+    text = build(tmp_path, metrics, summary)
+    assert "Not measured: the summary has no sharpness column." in text
+    # Flooded runs 20 % flatter than b = 0, with a little per-seed spread.
+    sharpness = 0.5 * (1 - 0.2 * (summary["flood_level"] > 0)) + 0.001 * summary["seed"] ** 2
+    text = build(tmp_path, metrics, summary.assign(sharpness=sharpness))
+    assert "Not measured" not in text
+    page = Page(text)
+    start = page.text.index("Flatness")
+    assert any(t.startswith("-0.1") for t in page.text[start:])  # Δ of -0.1 at the chosen b
