@@ -111,7 +111,7 @@ def _main(a: Analysis) -> Section:
         "chosen per seed by validation accuracy from the grid's levels (b = 0 included), at "
         "the best epoch with early stopping on and at the last epoch with it off. Δ is the mean "
         "paired difference with its 95 % t interval; p is the two-sided paired t-test over "
-        f"seeds and Holm p the same adjusted across all {_count(_tests(a.comparison), 'test')} "
+        f"seeds and Holm p the same adjusted across the {_count(_tests(a.comparison), 'test')} "
         f"of this table (* Holm p < {ALPHA:g}). With fewer than {MIN_SEEDS} seeds no p value "
         "is given. 'Seeds for 80 % power' is how many seeds the test would need to detect the "
         "observed difference, taking the observed spread as the truth. The best mean of each "
