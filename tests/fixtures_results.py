@@ -98,7 +98,7 @@ def make_results(grid: FakeGrid) -> tuple[pd.DataFrame, pd.DataFrame]:
     final_acc = 0.97 - 0.04 * dataset_code - 0.1 * noise + gain + seed_effect
     test_acc = np.clip(0.5 + (final_acc - 0.5) * (1 - np.exp(-10.0 * t)) + jitter(0.003), 0, 1)
     overfit = np.where(b > 0, 2.5 * t * np.exp(-4.0 * t), 0.6 * t)
-    test_loss = 0.25 + 0.45 * np.exp(-10.0 * t) + overfit + noise + jitter(0.01)
+    test_loss = 0.25 + 0.45 * np.exp(-30.0 * t) + overfit + noise + jitter(0.01)
     val_acc = np.clip((1 - noise) * test_acc + noise * (1 - test_acc) + jitter(0.004), 0, 1)
     val_acc_clean = np.clip(test_acc + jitter(0.004), 0.0, 1.0)
     val_loss_clean = test_loss + jitter(0.01)

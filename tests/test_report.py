@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 
@@ -86,8 +88,9 @@ def test_cli_reads_the_parquet_files_and_writes_one_page(tmp_path, results, caps
     assert f"report: {out}" in capsys.readouterr().out
     page = Page(out.read_text(encoding="utf-8"))
     assert "Grid &lt;A&gt;" in out.read_text(encoding="utf-8")
-    # Overview tables (unfinished runs, missing seeds), one per dataset, the RQ2 table.
-    assert len(page.all("table")) == 5
+    # Overview tables (unfinished runs, missing seeds), one per dataset, the grid warnings
+    # (edge of the grid, training length), the RQ2 table, the double-descent table.
+    assert len(page.all("table")) == 8
     # RQ2: chosen b and accuracy against b; RQ4: one figure per dataset and architecture.
     assert len(page.all("img")) == 4
 
@@ -128,7 +131,7 @@ def test_text_from_the_data_is_escaped(tmp_path):
     assert "<script" not in text.lower() and "<img src=x" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;img src=x onerror=alert(2)&gt;" in text
-    assert "mlp&quot;&amp;x" in text
+    assert "mlp&#34;&amp;x" in text  # markupsafe writes a quote as &#34;
 
 
 def test_main_table_shows_the_paired_comparison(report_text, results):
@@ -211,3 +214,37 @@ def test_optional_environment_columns_are_shown(tmp_path, results):
     assert "2026-01-01 10:00 to 2026-01-01 12:30 UTC" in text
     assert re.search(r"cuda:0 \(NVIDIA H100\) \(\d+ runs\)", text)
     assert re.search(r"<dt>torch</dt><dd>2\.14\.1 \(\d+ runs\)</dd>", text)
+
+
+def test_importing_the_report_does_not_import_torch():
+    # A fresh interpreter: this test process may have imported torch already.
+    code = "import sys, flooding.report, flooding.report.page; print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_captions_name_sizes_plainly_and_only_options_that_apply(tmp_path):
+    grid = FakeGrid(datasets=("digits", "spiral"), seeds=(0, 1, 2), epochs=6)
+    metrics, summary = make_results(grid)
+    page = Page(build(tmp_path, metrics, summary))
+    captions = [t for t in page.text if t.startswith("Same in every row:")]
+    assert len(captions) == 2
+    digits, spiral = captions
+    assert "train size dataset default" in digits and "train size 0" not in digits
+    assert "spiral noise" not in digits and "gaussians mean" not in digits
+    assert "spiral noise" in spiral and "gaussians mean" not in spiral
+
+
+def test_flatness_is_compared_when_measured_and_said_missing_when_not(tmp_path, results):
+    metrics, summary = results
+    text = build(tmp_path, metrics, summary)
+    assert "Not measured: the summary has no sharpness column." in text
+    # Flooded runs 20 % flatter than b = 0, with a little per-seed spread.
+    sharpness = 0.5 * (1 - 0.2 * (summary["flood_level"] > 0)) + 0.001 * summary["seed"] ** 2
+    text = build(tmp_path, metrics, summary.assign(sharpness=sharpness))
+    assert "Not measured" not in text
+    page = Page(text)
+    start = page.text.index("Flatness")
+    assert any(t.startswith("-0.1") for t in page.text[start:])  # Δ of -0.1 at the chosen b

@@ -1,7 +1,9 @@
 """A real headless Chromium opens the report through the DevTools protocol.
 
 It checks what a reader's browser would: no console error, no network request, every
-image decodes, the tables are there; and it saves a screenshot. A control page with a
+image decodes, the tables are there, at a desktop and at a phone width: figures shown at
+their own size where there is room, no table and nothing else wider than the viewport
+(wide tables scroll inside their wrapper); and it saves screenshots. A control page with a
 deliberate error and an outside request shows that the checks do catch both.
 """
 
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT = 60.0
+MOBILE = 600  # narrower viewports are emulated as phones
+WIDTHS = (1400, 420)
 FLAGS = (
     "--headless=new",
     "--remote-debugging-port=0",
@@ -41,8 +45,17 @@ FLAGS = (
 FACTS = """(async () => {
   const images = Array.from(document.images);
   await Promise.all(images.map((image) => image.decode()));
+  const right = (element) => element.getBoundingClientRect().right;
   return {
     images: images.map((image) => image.naturalWidth),
+    shown: images.map((image) => [image.alt, image.naturalWidth, image.clientWidth]),
+    viewport: document.documentElement.clientWidth,
+    pageWidth: document.documentElement.scrollWidth,
+    tablesOutside: Array.from(document.querySelectorAll("table"))
+      .filter((table) => !table.parentElement.classList.contains("scroll")).length,
+    wrappersPastEdge: Array.from(document.querySelectorAll(".scroll"))
+      .filter((wrapper) => right(wrapper) > document.documentElement.clientWidth + 1).length,
+    sections: Array.from(document.querySelectorAll("section")).map((section) => section.id),
     tables: document.querySelectorAll("table").length,
     rows: document.querySelectorAll("table tbody tr").length,
     heading: document.querySelector("h1") ? document.querySelector("h1").textContent : "",
@@ -91,11 +104,19 @@ class DevTools:
                 raise TimeoutError(f"no {method} within {TIMEOUT} s")
             self.events.append(json.loads(self.socket.recv()))
 
-    def visit(self, page: Path) -> Visit:
+    def visit(self, page: Path, width: int = 1280) -> Visit:
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Runtime", "Log", "Network", "Page"):
             self.call(f"{domain}.enable", session)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            session,
+            width=width,
+            height=1000,
+            deviceScaleFactor=1,
+            mobile=width < MOBILE,
+        )
         self.events.clear()
         self.call("Page.navigate", session, url=page.resolve().as_uri())
         self.wait_for("Page.loadEventFired", session)
@@ -166,24 +187,48 @@ def chromium(tmp_path_factory):
         log.close()
 
 
-def test_chromium_opens_the_report_cleanly(chromium, tmp_path):
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """A report with every part: failures, two noise levels, both methods, and changes."""
     grid = FakeGrid(methods=("flood", "iflood"), label_noises=(0.0, 0.2), epochs=10)
     metrics, summary = make_results(grid)
+    previous = summary[summary["seed"] != 2]
     failed = {summary["run_dir"].iloc[4]: ("failed", "<b>not bold</b>")}
     metrics, summary = mark_unfinished(metrics, summary, failed)
-    report = build_report(metrics, summary, tmp_path / "report.html", title="Browser check")
+    folder = tmp_path_factory.mktemp("browser")
+    return build_report(
+        metrics, summary, folder / "report.html", title="Browser check", previous=previous
+    )
 
-    visit = chromium.visit(report)
 
-    screenshot = tmp_path / "report.png"
+@pytest.mark.parametrize("width", WIDTHS)
+def test_chromium_opens_the_report_cleanly(chromium, report, width):
+    visit = chromium.visit(report, width)
+
+    screenshot = report.parent / f"report-{width}.png"
     screenshot.write_bytes(visit.screenshot)
     print(f"screenshot: {screenshot}")
     assert visit.errors == []
     assert visit.requests == []
-    assert visit.facts["heading"] == "Browser check"
-    # Unfinished runs, missing seeds, two dataset blocks, the chosen-b table.
-    assert visit.facts["tables"] == 5 and visit.facts["rows"] > 10
-    assert len(visit.facts["images"]) == 4 and all(w > 0 for w in visit.facts["images"])
+    facts = visit.facts
+    assert facts["heading"] == "Browser check"
+    assert facts["sections"] == ["overview", "changes", "rq1", "grid", "rq2", "rq4", "method"]
+    # Unfinished runs, missing seeds, changed runs (no answer changed), two dataset blocks,
+    # edge of the grid, training length, the chosen-b table, the double-descent table.
+    assert facts["tables"] == 9 and facts["rows"] > 10
+    # Chosen b against noise (with the reference), accuracy against b, two curve figures.
+    alts = [alt for alt, _, _ in facts["shown"]]
+    assert alts[0] == "Chosen flood level and reference loss against label noise"
+    assert len(alts) == 4 and all(w > 0 for w in facts["images"])
+    # Nothing is wider than the viewport; wide tables scroll inside their wrapper.
+    # (A desktop scroll bar takes its width from the viewport.)
+    assert facts["pageWidth"] <= facts["viewport"] and width - 20 <= facts["viewport"] <= width
+    assert facts["tablesOutside"] == 0 and facts["wrappersPastEdge"] == 0
+    for alt, natural, shown in facts["shown"]:
+        # Full size where it fits, else the full content width (scaled, never cropped).
+        assert shown == min(natural, facts["viewport"] - 32), alt
+    # The RQ2 figure is wide enough for its legend (it once came out 220 px wide).
+    assert facts["shown"][0][1] >= 560
     assert visit.screenshot.startswith(b"\x89PNG")
 
 

@@ -40,6 +40,8 @@ SUMMARY_METRICS = (
 )
 # Where and with what each run trained (from run.json), so that the report can say it.
 ENVIRONMENT_COLUMNS = ("device", "host", "started", "finished")
+# Each package version in run.json becomes a column named with this prefix.
+VERSION_PREFIX = "version_"
 
 
 def best_epoch(metrics: pd.DataFrame) -> int | None:
@@ -64,7 +66,7 @@ def summarise(run_dir: str, metrics: pd.DataFrame, record: dict[str, Any]) -> di
         "bayes_error": math.nan if bayes is None else float(bayes),
     }
     row |= {name: record.get(name) for name in ENVIRONMENT_COLUMNS}
-    row |= {f"version_{k}": v for k, v in sorted(record.get("versions", {}).items())}
+    row |= {f"{VERSION_PREFIX}{k}": v for k, v in sorted(record.get("versions", {}).items())}
     chosen = best_epoch(metrics)
     row["best_epoch"] = chosen
     ordered = metrics.sort_values("epoch")

@@ -1,4 +1,6 @@
-# The HTML report: the paper's four questions answered from the two tables.
+# The HTML report: the paper's four questions answered from the two tables, and what
+# changed since the last report. The summary it was built from is kept for the next one
+# (not an output: Snakemake would delete it before the job runs).
 rule report:
     input:
         metrics="results/metrics.parquet",
@@ -16,6 +18,7 @@ rule report:
         "../../envs/flooding.yaml"
     params:
         title=config["title"],
+        previous="results/summary.previous.parquet",
     shell:
         "flooding report --metrics {input.metrics} --summary {input.summary} --out {output}"
-        " --title {params.title:q} > {log} 2>&1"
+        " --title {params.title:q} --previous {params.previous} > {log} 2>&1"

@@ -4,19 +4,25 @@ Built from the two aggregated Parquet tables only, so a copy of `results/` is en
 rebuild it anywhere:
 
     flooding report --metrics results/metrics.parquet --summary results/summary.parquet \\
-        --out reports/report.html
+        --out reports/report.html [--compare OLD_SUMMARY | --previous KEPT_SUMMARY]
+
+`--compare` adds what changed since an earlier summary. `--previous` does the same with the
+summary kept by the last report (when there is one), then keeps this summary there for the
+next: the workflow's report rule uses it so that each report says what is new.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
+from flooding.metrics import atomic_write
 from flooding.report.page import render
 from flooding.report.plots import CURVE_METRICS
 
@@ -33,10 +39,14 @@ def build_report(
     out: Path,
     title: str = DEFAULT_TITLE,
     built_at: datetime | None = None,
+    previous: pd.DataFrame | None = None,
 ) -> Path:
-    """Write the report for these tables to `out` (folders created) and return `out`."""
+    """Write the report for these tables to `out` (folders created) and return `out`.
+
+    `previous`, an earlier summary, adds a section on what changed since.
+    """
     built_at = built_at or datetime.now(timezone.utc)
-    page = render(metrics, summary, title, built_at)
+    page = render(metrics, summary, title, built_at, previous)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
@@ -66,9 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summary", required=True, type=Path, help="results/summary.parquet")
     parser.add_argument("--out", required=True, type=Path, help="the HTML file to write")
     parser.add_argument("--title", default=DEFAULT_TITLE, help="page title")
+    earlier = parser.add_mutually_exclusive_group()
+    earlier.add_argument(
+        "--compare", type=Path, metavar="OLD_SUMMARY", help="an earlier summary.parquet to compare"
+    )
+    earlier.add_argument(
+        "--previous",
+        type=Path,
+        metavar="KEPT_SUMMARY",
+        help="compare with this file if it exists, then replace it with --summary",
+    )
     args = parser.parse_args(argv)
     metrics = read_metrics(args.metrics)
     summary = pd.read_parquet(args.summary)
-    out = build_report(metrics, summary, args.out, title=args.title)
+    old = args.compare or args.previous
+    previous = pd.read_parquet(old) if old and (args.compare or old.exists()) else None
+    out = build_report(metrics, summary, args.out, title=args.title, previous=previous)
+    if args.previous:
+        # After the report is written: a failed report keeps the older summary to compare.
+        args.previous.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(args.previous, lambda tmp: shutil.copyfile(args.summary, tmp))
     print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from flooding.report.stats import ALPHA, SETTING_COLUMNS
+from flooding.aggregate import ENVIRONMENT_COLUMNS, VERSION_PREFIX
+from flooding.report.inference import ALPHA
+from flooding.report.stats import SETTING_COLUMNS
 
-# Optional run.json facts an aggregator may carry as summary columns; shown when present.
-ENVIRONMENT_COLUMNS = ("device", "host")
-VERSION_PREFIX = "version_"
+# The run.json facts shown one by one; started and finished are shown as one time span.
+SPAN_COLUMNS = ("started", "finished")
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ def counts(metrics: pd.DataFrame, summary: pd.DataFrame) -> Counts:
 def environment(summary: pd.DataFrame) -> list[tuple[str, str]]:
     """(label, value) pairs: time span, devices, hosts and versions, where recorded."""
     facts = []
-    if {"started", "finished"} <= set(summary.columns):
+    if set(SPAN_COLUMNS) <= set(summary.columns):
         started = pd.to_datetime(summary["started"], utc=True, errors="coerce").min()
         finished = pd.to_datetime(summary["finished"], utc=True, errors="coerce").max()
         if not (pd.isna(started) or pd.isna(finished)):
             span = f"{started:%Y-%m-%d %H:%M} to {finished:%Y-%m-%d %H:%M} UTC"
             facts.append(("runs", span))
-    columns = [c for c in summary.columns if c in ENVIRONMENT_COLUMNS]
+    columns = [c for c in ENVIRONMENT_COLUMNS if c in summary.columns and c not in SPAN_COLUMNS]
     columns += sorted(c for c in summary.columns if c.startswith(VERSION_PREFIX))
     for column in columns:
         values = summary[column].dropna().astype(str).value_counts()
@@ -85,24 +86,37 @@ def headline(comparison: pd.DataFrame, chosen: pd.DataFrame) -> list[str]:
 
 def _method_sentence(method: str, rows: pd.DataFrame) -> str:
     diff = rows["mean_difference"]
-    significant = rows["p_value"].notna() & (rows["p_value"] < ALPHA)
+    adjusted = pd.to_numeric(rows["p_holm"], errors="coerce")
+    significant = adjusted < ALPHA
+    untested = int(adjusted.isna().sum())
     up, down = diff > 0, diff < 0
     text = (
         f"With {method} and b chosen by validation accuracy, the mean test accuracy rose in "
         f"{int(up.sum())} of {len(rows)} comparisons ({int((up & significant).sum())} "
-        f"significant at p < {ALPHA:g}, paired t-test over seeds) and fell in "
+        f"significant at p < {ALPHA:g} after Holm's correction over the report's "
+        f"comparisons, paired t-test over seeds) and fell in "
         f"{int(down.sum())} ({int((down & significant).sum())} significant)"
     )
     same = int((diff == 0).sum())
     text += f"; {same} unchanged." if same else "."
+    if not significant.any():
+        text += " No comparison found a significant difference."
+    if untested:
+        text += f" {untested} had no test (too few seeds or no spread; see the table)."
     best = rows.loc[diff.idxmax()]
     if best["mean_difference"] > 0:
         text += (
-            f" The largest gain, {100 * best['mean_difference']:+.2f} points, is on "
-            f"{best['dataset']} with {best['arch']} (early stopping "
+            f" The largest gain, {100 * best['mean_difference']:+.2f} points"
+            f"{_interval(best)}, is on {best['dataset']} with {best['arch']} (early stopping "
             f"{'on' if best['early_stopping'] else 'off'})."
         )
     return text
+
+
+def _interval(row: pd.Series) -> str:
+    if pd.isna(row["ci_low"]):
+        return ""
+    return f" (95 % interval {100 * row['ci_low']:+.2f} to {100 * row['ci_high']:+.2f})"
 
 
 def _noise_sentence(chosen: pd.DataFrame) -> str:
@@ -122,3 +136,36 @@ def _noise_sentence(chosen: pd.DataFrame) -> str:
         f"{rises} of {blocks} dataset, architecture and method combinations with several "
         f"noise levels (early stopping off)."
     )
+
+
+def warnings(edges: pd.DataFrame, unfinished: pd.DataFrame, descents: pd.DataFrame) -> list[str]:
+    """Plain sentences on what the grid could not settle: edges, training length, RQ4."""
+    sentences = []
+    if len(edges):
+        seeds = int(edges["at_top"].sum() + edges["at_bottom"].sum())
+        sentences.append(
+            f"Warning: in {len(edges)} comparisons the chosen b sits on the grid's edge for "
+            f"some seeds ({seeds} choices in all); those b values are bounds, and the grid "
+            "needs the levels named under 'Is the grid wide and long enough?'."
+        )
+    if len(unfinished):
+        runs, total = int(unfinished["at_last"].sum()), int(unfinished["runs"].sum())
+        sentences.append(
+            f"Warning: {runs} of {total} completed runs had their best validation accuracy at "
+            "their last epoch: train longer."
+        )
+    flooded = descents[descents["flood_level"] > 0]
+    base = descents[descents["flood_level"] == 0]
+    if len(flooded):
+        found, found_base = int(flooded["found"].sum()), int(base["found"].sum())
+        if found == 0:
+            sentences.append(
+                f"No double descent of the mean test loss was found at the validated b in any "
+                f"of {len(flooded)} settings (at b = 0: {found_base} of {len(base)})."
+            )
+        else:
+            sentences.append(
+                f"A double descent of the mean test loss was found at the validated b in "
+                f"{found} of {len(flooded)} settings, and at b = 0 in {found_base} of {len(base)}."
+            )
+    return sentences

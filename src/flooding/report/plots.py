@@ -21,6 +21,9 @@ from matplotlib.lines import Line2D
 
 DPI = 80
 PANEL = (3.6, 2.7)  # inches per subplot
+# Figures with a legend are at least this wide, so that the legend has room.
+MIN_WIDTH = 7.2
+LEGEND_INCH_PER_CHAR = 0.075  # "small" legend text at DPI
 MAX_COLUMNS = 4
 CURVE_PANELS = (
     ("train_loss", "training loss (solid) and mini-batch loss (dashed)"),
@@ -79,7 +82,10 @@ def _legend(fig: Figure, colours: dict, styles: dict[str, str]) -> None:
     handles = [Line2D([], [], color=c, marker="o", markersize=4) for c in colours.values()]
     handles += [Line2D([], [], color="0.3", linestyle=s) for s in styles.values()]
     labels = [_plain(k) for k in (*colours, *styles)]
-    ncols = min(4, len(labels))
+    # As many columns as the figure's width holds at the longest label, so none is clipped.
+    longest = max(len(label) for label in labels)
+    fits = int(fig.get_figwidth() / (LEGEND_INCH_PER_CHAR * longest + 0.6))
+    ncols = max(1, min(4, len(labels), fits))
     # Room for the legend's rows, so that many groups never squeeze the panels away.
     fig.set_figheight(fig.get_figheight() + 0.25 * math.ceil(len(labels) / ncols))
     fig.legend(
@@ -87,23 +93,33 @@ def _legend(fig: Figure, colours: dict, styles: dict[str, str]) -> None:
     )
 
 
-def chosen_level_plot(chosen: pd.DataFrame) -> Plot:
-    """RQ2: the chosen b against label noise, one panel per method, a line per block.
+def chosen_level_plot(chosen: pd.DataFrame, refs: pd.DataFrame) -> Plot | None:
+    """RQ2: the chosen b against label noise, one panel per method, a line per block,
+    with the reference loss of the Bayes-optimal predictor dotted in the block's colour.
 
-    `chosen` has one row per setting, method, seed and early-stopping choice.
+    `chosen` has one row per setting, method, seed and early-stopping choice; `refs` one per
+    dataset and label noise (reference.references()). None with a single noise level,
+    where a line against noise would be one point; the table says the same.
     """
+    if chosen["label_noise"].nunique() < 2:
+        return None
     keys = ["flood_method", "dataset", "arch", "early_stopping", "label_noise"]
     means = chosen.groupby(keys, as_index=False)["flood_level"].mean()
     methods = sorted(means["flood_method"].unique())
     blocks = sorted({f"{d} / {a}" for d, a in zip(means["dataset"], means["arch"], strict=True)})
     colours = _palette(blocks)
-    styles = {"early stopping off": "-", "early stopping on": "--"}
+    styles = {
+        "early stopping off": "-",
+        "early stopping on": "--",
+        "reference loss (nats)": ":",
+    }
+    lookup = refs.groupby(["dataset", "label_noise"])["reference"].first()
     with sns.axes_style("whitegrid"):
         fig, axes = _grid(len(methods), columns=2)
+        fig.set_figwidth(max(fig.get_figwidth(), MIN_WIDTH))
         for ax, method in zip(axes, methods, strict=True):
-            for (dataset, arch, stop), line in means[means["flood_method"] == method].groupby(
-                ["dataset", "arch", "early_stopping"]
-            ):
+            shown = means[means["flood_method"] == method]
+            for (dataset, arch, stop), line in shown.groupby(["dataset", "arch", "early_stopping"]):
                 ax.plot(
                     line["label_noise"],
                     line["flood_level"],
@@ -112,9 +128,13 @@ def chosen_level_plot(chosen: pd.DataFrame) -> Plot:
                     linestyle="--" if stop else "-",
                     color=colours[f"{dataset} / {arch}"],
                 )
+            for (dataset, arch), line in shown.groupby(["dataset", "arch"]):
+                noise = sorted(line["label_noise"].unique())
+                values = [lookup.get((dataset, n), np.nan) for n in noise]
+                ax.plot(noise, values, ":", color=colours[f"{dataset} / {arch}"])
             ax.set(xlabel="label noise", ylabel="chosen b (mean)", title=_plain(method))
         _legend(fig, colours, styles)
-    return _render(fig, "Chosen flood level against label noise")
+    return _render(fig, "Chosen flood level and reference loss against label noise")
 
 
 def accuracy_vs_level_plot(runs: pd.DataFrame) -> Plot:
@@ -150,12 +170,20 @@ def accuracy_vs_level_plot(runs: pd.DataFrame) -> Plot:
     return _render(fig, "Validation and test accuracy against the flood level")
 
 
-def curves_plot(curves: pd.DataFrame, levels: dict[str, float], title: str) -> Plot:
+def curves_plot(
+    curves: pd.DataFrame,
+    levels: dict[str, float],
+    title: str,
+    turns: dict[str, tuple[int, int, int]] | None = None,
+) -> Plot:
     """RQ4: learning curves of one setting, a line per `line` label (mean, min-max band).
 
     `curves` holds the metrics of the drawn runs with a `line` column; `levels` maps each
-    line to its flood level, drawn as a dotted reference on the training-loss panel.
+    line to its flood level, drawn as a dotted reference on the training-loss panel;
+    `turns` maps a line with a double descent to the epochs of its turns, marked on the
+    test-loss panel.
     """
+    turns = turns or {}
     summary = curves.groupby(["line", "epoch"])[list(CURVE_METRICS)].agg(["mean", "min", "max"])
     drawn = set(summary.index.get_level_values("line"))
     lines = sorted(drawn, key=lambda label: (levels[label] > 0, label))
@@ -169,6 +197,10 @@ def curves_plot(curves: pd.DataFrame, levels: dict[str, float], title: str) -> P
                     _band(ax, summary.loc[line], "batch_loss", colours[line], None, "--")
                     if levels[line] > 0:
                         ax.axhline(levels[line], color=colours[line], linestyle=":", linewidth=1)
+                if metric == "test_loss" and line in turns:
+                    mean = summary.loc[line][(metric, "mean")]
+                    epochs = [e for e in turns[line] if e in mean.index]
+                    ax.plot(epochs, mean.loc[epochs], "v", color=colours[line], markersize=7)
             shown = summary.xs("mean", axis=1, level=1)[metric]
             if metric in ("train_loss", "test_loss", "grad_norm"):
                 _log_if_wide(ax, shown)

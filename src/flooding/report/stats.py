@@ -10,83 +10,28 @@ is tested on small hand-made tables. The protocol follows the paper:
   b, the one closest to ordinary training. "Without flooding" is the b = 0 run.
 - A run with b = 0 is emitted once (method "flood") and is the baseline of every method.
 - Runs of one setting that share a seed share initialisation and batch order, so the
-  comparison is a paired t-test over seeds, on the seeds that have both results.
+  comparison is paired over seeds, on the seeds that have both results
+  (flooding.report.inference), Holm-adjusted across all the report's comparisons.
 - Only completed runs enter the statistics; the others are listed in the report instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-# The RunConfig fields, as columns of both Parquet files.
-CONFIG_COLUMNS = (
-    "dataset",
-    "train_size",
-    "test_size",
-    "val_fraction",
-    "label_noise",
-    "gaussians_mean",
-    "spiral_noise",
-    "arch",
-    "mlp_depth",
-    "mlp_width",
-    "mlp_batchnorm",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "lr_schedule",
-    "epochs",
-    "batch_size",
-    "augment",
-    "flood_method",
-    "flood_level",
-    "seed",
-)
+from flooding.config import RunConfig
+from flooding.report.inference import holm, paired_t_test
+
+# The RunConfig fields, as columns of both Parquet files: RunConfig is their one source.
+CONFIG_COLUMNS = tuple(f.name for f in dataclasses.fields(RunConfig))
 # A setting: everything but the flood level, the flooding method and the seed.
 SETTING_COLUMNS = tuple(
     c for c in CONFIG_COLUMNS if c not in ("flood_level", "flood_method", "seed")
 )
 BLOCK_COLUMNS = ("dataset", "arch")
-ALPHA = 0.05
-# Differences whose spread is below this (relative) are treated as constant: floating-point
-# noise on identical results must not turn into a huge t statistic.
-_ZERO_SPREAD = 1e-12
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Paired t-test of flooded minus baseline accuracy over seeds."""
-
-    n: int
-    mean_difference: float
-    p_value: float | None  # None when the test is undefined; `note` says why
-    note: str
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < ALPHA
-
-
-def paired_t_test(flooded: np.ndarray, baseline: np.ndarray) -> PairedTest:
-    """Two-sided paired t-test; n < 2 and zero-variance differences give no p-value."""
-    diff = np.asarray(flooded, dtype=float) - np.asarray(baseline, dtype=float)
-    n = int(diff.size)
-    mean = float(diff.mean()) if n else math.nan
-    if n < 2:
-        return PairedTest(n, mean, None, "fewer than 2 paired seeds")
-    spread = float(diff.std(ddof=1))
-    if spread <= _ZERO_SPREAD * max(1.0, abs(mean)):
-        if abs(mean) <= _ZERO_SPREAD:
-            return PairedTest(n, mean, None, "identical results")
-        return PairedTest(n, mean, None, "the same difference for every seed")
-    t = mean / (spread / math.sqrt(n))
-    return PairedTest(n, mean, float(2.0 * stats.t.sf(abs(t), df=n - 1)), "")
 
 
 def score_columns(early_stopping: bool) -> tuple[str, str]:
@@ -148,8 +93,9 @@ def compare(summary: pd.DataFrame) -> pd.DataFrame:
     `n_expected` (seeds of the dataset and architecture in the grid), `baseline_mean`,
     `baseline_std`, `flooded_mean`, `flooded_std` (test accuracy over the paired seeds),
     `chosen_levels` (the chosen b per paired seed, sorted), `has_flooding` (a level b > 0
-    was a candidate), and the paired test: `mean_difference`, `p_value` (NaN where the
-    test is undefined) and `test_note` (why).
+    was a candidate), and the paired comparison: `mean_difference` with its 95 % interval
+    `ci_low`, `ci_high`, `p_value` (None where no test is given), `test_note` (why),
+    `p_holm` (adjusted across every row of the table) and `seeds_needed`.
     """
     expected = summary.groupby(list(BLOCK_COLUMNS))["seed"].nunique().rename("n_expected")
     runs = by_method(completed(summary))
@@ -175,10 +121,18 @@ def compare(summary: pd.DataFrame) -> pd.DataFrame:
                     "chosen_levels": tuple(sorted(group["flood_level"].tolist())),
                     "has_flooding": bool(levels[key] > 0),
                     "mean_difference": result.mean_difference,
+                    "ci_low": result.ci_low,
+                    "ci_high": result.ci_high,
                     "p_value": result.p_value,
                     "test_note": result.note,
+                    "seeds_needed": result.seeds_needed,
                 }
             )
+    # The family: every comparison with flooding in the report (a setting without b > 0
+    # compares b = 0 with itself and is no test).
+    family = [r["p_value"] if r["has_flooding"] else None for r in rows]
+    for row, adjusted in zip(rows, holm(family), strict=True):
+        row["p_holm"] = adjusted
     table = pd.DataFrame(rows, columns=_COMPARE_COLUMNS)
     return table.merge(expected.reset_index(), on=list(BLOCK_COLUMNS), how="left")
 
@@ -195,8 +149,12 @@ _COMPARE_COLUMNS = [
     "chosen_levels",
     "has_flooding",
     "mean_difference",
+    "ci_low",
+    "ci_high",
     "p_value",
     "test_note",
+    "seeds_needed",
+    "p_holm",
 ]
 
 
@@ -256,13 +214,9 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
     base = runs[runs["flood_level"] == 0].merge(picked, on=keys)
     base = base.assign(line="b = 0", flood_method="flood")
     candidates = flooded.merge(picked, on=keys)
-    means = candidates.groupby([*keys, "flood_method", "flood_level"], as_index=False)[
-        "final_val_acc"
-    ].mean()
-    means = means.sort_values(["final_val_acc", "flood_level"], ascending=[False, True])
     level_columns = [*keys, "flood_method", "flood_level"]
-    best = means.drop_duplicates([*keys, "flood_method"])[level_columns]
-    largest = means.sort_values("flood_level").drop_duplicates(
+    best = validated_levels(candidates)
+    largest = candidates.sort_values("flood_level").drop_duplicates(
         [*keys, "flood_method"], keep="last"
     )[level_columns]
     drawn_levels = pd.concat([best, largest]).drop_duplicates()
@@ -274,3 +228,32 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
     )
     columns = [*keys, "flood_method", "flood_level", "seed", "run_dir", "line"]
     return pd.concat([base[columns], top[columns]], ignore_index=True)
+
+
+def validated_levels(flooded: pd.DataFrame) -> pd.DataFrame:
+    """Per setting and method, the level b > 0 with the best mean final validation accuracy.
+
+    One b for all seeds, for figures and curves that average over seeds (the per-seed
+    choice is choose_flood_level()); ties go to the smallest b. Columns: the setting
+    columns, `flood_method`, `flood_level`.
+    """
+    keys = [*SETTING_COLUMNS, "flood_method"]
+    means = flooded.groupby([*keys, "flood_level"], as_index=False, dropna=False)[
+        "final_val_acc"
+    ].mean()
+    means = means.sort_values(["final_val_acc", "flood_level"], ascending=[False, True])
+    return means.drop_duplicates(keys)[[*keys, "flood_level"]].reset_index(drop=True)
+
+
+def compare_measure(summary: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Like compare() with early stopping off, for an end-of-run `measure` of the summary.
+
+    The flooded run of each seed is the one whose b was chosen by final validation
+    accuracy; its `measure` is paired with that of the seed's b = 0 run. Same columns as
+    compare(), the means and differences in the measure's units.
+    """
+    present = summary[summary[measure].notna()] if measure in summary else summary.iloc[:0]
+    renamed = present.drop(columns=["final_test_acc", "best_test_acc"], errors="ignore")
+    renamed = renamed.assign(final_test_acc=renamed[measure], best_test_acc=renamed[measure])
+    table = compare(renamed) if len(renamed) else pd.DataFrame(columns=_COMPARE_COLUMNS)
+    return table[~table["early_stopping"].astype(bool)].reset_index(drop=True)

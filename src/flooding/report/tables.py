@@ -1,22 +1,22 @@
-"""The report's HTML tables. Every value from the data passes through html.escape here.
+"""The report's tables as data: rows of cells that the page template renders (escaped).
 
-Tables are plain HTML with a few classes (`better`, `significant`, `warn`) that the page's
-stylesheet colours; nothing depends on a script.
+Cells carry a few classes (`better`, `significant`, `warn`) that the page's stylesheet
+colours, and a title shown on hover; nothing depends on a script.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
-from flooding.report.stats import BLOCK_COLUMNS, SETTING_COLUMNS
+from flooding.report import settings
+from flooding.report.inference import ALPHA
+from flooding.report.settings import RQ3_COLUMNS, describe, label, value
+from flooding.report.stats import BLOCK_COLUMNS
 
-RQ3_COLUMNS = ("weight_decay", "augment")
 ERROR_CHARS = 2000
 
 
@@ -29,57 +29,20 @@ class Cell:
     rowspan: int = 1
 
 
-def _cell(tag: str, cell: Cell | str) -> str:
-    if isinstance(cell, str):
-        cell = Cell(cell)
-    attrs = ""
-    if cell.css:
-        attrs += f' class="{html.escape(cell.css)}"'
-    if cell.title:
-        attrs += f' title="{html.escape(cell.title)}"'
-    if cell.colspan > 1:
-        attrs += f' colspan="{cell.colspan}"'
-    if cell.rowspan > 1:
-        attrs += f' rowspan="{cell.rowspan}"'
-    return f"<{tag}{attrs}>{html.escape(cell.text)}</{tag}>"
+Row = list[Cell]
 
 
-def table(head: list[list[Cell | str]], body: list[list[Cell | str]], css: str = "") -> str:
-    head_html = "".join("<tr>" + "".join(_cell("th", c) for c in row) + "</tr>" for row in head)
-    body_html = "\n".join("<tr>" + "".join(_cell("td", c) for c in row) + "</tr>" for row in body)
-    css_attr = f' class="{html.escape(css)}"' if css else ""
-    return (
-        f"<table{css_attr}>\n<thead>{head_html}</thead>\n<tbody>\n{body_html}\n</tbody>\n</table>"
-    )
+@dataclass(frozen=True)
+class Table:
+    head: list[Row]
+    body: list[Row]
+    css: str = ""
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
-def value(v: object) -> str:
-    """A config value as a reader would write it."""
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return "n/a" if math.isnan(v) else f"{v:g}"
-    return str(v)
-
-
-def label(column: str) -> str:
-    return column.replace("_", " ")
-
-
-def varying(frame: pd.DataFrame, columns: tuple[str, ...] | list[str]) -> list[str]:
-    return [c for c in columns if frame[c].nunique(dropna=False) > 1]
-
-
-def _block_settings(frame: pd.DataFrame) -> list[str]:
-    inner = [c for c in SETTING_COLUMNS if c not in BLOCK_COLUMNS and c not in RQ3_COLUMNS]
-    return varying(frame, inner)
-
-
-def fixed_settings(frame: pd.DataFrame) -> str:
-    """The settings that are the same in every row of `frame`, as one line of text."""
-    inner = [c for c in SETTING_COLUMNS if c not in (*BLOCK_COLUMNS, *RQ3_COLUMNS)]
-    same = [c for c in inner if frame[c].nunique(dropna=False) == 1]
-    return ", ".join(f"{label(c)} {value(frame[c].iloc[0])}" for c in same)
+def cells(*texts: Cell | str) -> Row:
+    return [t if isinstance(t, Cell) else Cell(t) for t in texts]
 
 
 def accuracy(mean: float, std: float, n: int) -> str:
@@ -97,33 +60,70 @@ def levels_text(levels: tuple[float, ...]) -> str:
     return ", ".join(f"{b:g} ×{n}" for b, n in counts)
 
 
-def p_cell(p: float | None, note: str, alpha: float) -> Cell:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
+def p_cell(p: object, adjusted: object, note: str) -> Cell:
+    """ "p / Holm p", starred when the adjusted p is below ALPHA; the note when untested."""
+    if p is None or pd.isna(p):
         return Cell("n/a", css="muted", title=note)
-    text = "<0.001" if p < 0.001 else f"{p:.3f}"
-    if p < alpha:
-        return Cell(text + " *", css="significant", title=f"p < {alpha:g}")
+    text = f"{_p(p)} / {_p(adjusted)}"
+    if adjusted is not None and adjusted < ALPHA:
+        return Cell(text + " *", css="significant", title=f"Holm-adjusted p < {ALPHA:g}")
     return Cell(text)
 
 
-def main_table(block: pd.DataFrame, alpha: float) -> str:
+def _p(p: object) -> str:
+    if p is None or pd.isna(p):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def difference(row: pd.Series) -> Cell:
+    """Mean paired difference in points, with its 95 % interval."""
+    diff = row["mean_difference"]
+    text = f"{100 * diff:+.2f}"
+    if not pd.isna(row["ci_low"]):
+        text += f" [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]"
+    return Cell(text, css="up" if diff > 0 else "down" if diff < 0 else "")
+
+
+def needed(row: pd.Series) -> Cell:
+    n = row["seeds_needed"]
+    if n is None or pd.isna(n):
+        return Cell("n/a", css="muted", title="no effect, no spread, or more than 1000 seeds")
+    return Cell(f"{int(n)}", title="seeds for 80 % power at the observed effect and spread")
+
+
+def main_table(block: pd.DataFrame, edges: pd.DataFrame) -> Table:
     """RQ1 and RQ3 for one dataset and architecture: b = 0 against b chosen per seed.
 
-    `block` holds the rows of stats.compare() for one dataset and architecture.
+    `block` holds the rows of stats.compare() for one dataset and architecture, `edges`
+    those of diagnostics.edge_of_grid() (flagged chosen-b cells).
     """
     methods = sorted(block["flood_method"].unique())
-    settings = [*_block_settings(block), *RQ3_COLUMNS]
-    head: list[list[Cell | str]] = [
-        [Cell(label(c), rowspan=2) for c in settings]
+    shown = [*settings.varying(block), *(c for c in RQ3_COLUMNS if settings.applies(block, c))]
+    head = [
+        [Cell(label(c), rowspan=2) for c in shown]
         + [Cell("early stopping", rowspan=2), Cell("seeds", rowspan=2)]
         + [Cell("b = 0", title="ordinary training")]
-        + [Cell(f"{m}, b chosen by validation", colspan=4) for m in methods],
-        ["test acc. (%)"]
-        + [c for _ in methods for c in ("test acc. (%)", "chosen b", "Δ (points)", "p")],
+        + [Cell(f"{m}, b chosen by validation", colspan=5) for m in methods],
+        cells("test acc. (%)")
+        + [
+            c
+            for _ in methods
+            for c in cells(
+                "test acc. (%)",
+                "chosen b",
+                "Δ (points) [95 % interval]",
+                "p / Holm p",
+                "seeds for 80 % power",
+            )
+        ],
     ]
-    body: list[list[Cell | str]] = []
-    keys = [*settings, "early_stopping"]
-    for key, rows in block.groupby(keys, sort=True):
+    flagged = {
+        tuple(r[c] for c in (*shown, "flood_method", "early_stopping")): r["advice"]
+        for _, r in edges.iterrows()
+    }
+    body: list[Row] = []
+    for key, rows in block.groupby([*shown, "early_stopping"], sort=True):
         by_method = {r["flood_method"]: r for _, r in rows.iterrows()}
         first = rows.iloc[0]
         n, expected = int(first["n_pairs"]), int(first["n_expected"])
@@ -133,18 +133,15 @@ def main_table(block: pd.DataFrame, alpha: float) -> str:
             if r["has_flooding"]:
                 means[m] = r["flooded_mean"]
         best = _best(means)
-        row: list[Cell | str] = [value(v) for v in key[:-1]]
-        row += ["on" if key[-1] else "off", seeds]
-        row.append(
-            Cell(
-                accuracy(first["baseline_mean"], first["baseline_std"], n),
-                css="better" if best == "b = 0" else "",
-            )
-        )
+        row = [Cell(value(v, c)) for v, c in zip(key[:-1], shown, strict=True)]
+        row += cells("on" if key[-1] else "off", seeds)
+        baseline = accuracy(first["baseline_mean"], first["baseline_std"], n)
+        row.append(Cell(baseline, css="better" if best == "b = 0" else ""))
         for m in methods:
-            row += _method_cells(by_method.get(m), best == m, alpha)
+            advice = flagged.get((*key[:-1], m, key[-1]), "")
+            row += _method_cells(by_method.get(m), best == m, advice)
         body.append(row)
-    return table(head, body, css="results")
+    return Table(head, body, css="results", caption="Same in every row: " + settings.fixed(block))
 
 
 def _best(means: dict[str, float]) -> str | None:
@@ -154,70 +151,39 @@ def _best(means: dict[str, float]) -> str | None:
     return max(known, key=lambda k: known[k])
 
 
-def _method_cells(row: pd.Series | None, best: bool, alpha: float) -> list[Cell | str]:
+def _method_cells(row: pd.Series | None, best: bool, edge: str) -> Row:
     if row is None:
-        return [Cell("not run", css="muted", colspan=4)]
+        return [Cell("not run", css="muted", colspan=5)]
     if not row["has_flooding"]:
-        return [Cell("no completed run with b > 0", css="muted", colspan=4)]
+        return [Cell("no completed run with b > 0", css="muted", colspan=5)]
     n = int(row["n_pairs"])
-    diff = row["mean_difference"]
+    levels = levels_text(row["chosen_levels"])
     return [
         Cell(accuracy(row["flooded_mean"], row["flooded_std"], n), css="better" if best else ""),
-        levels_text(row["chosen_levels"]),
-        Cell(f"{100 * diff:+.2f}", css="up" if diff > 0 else "down" if diff < 0 else ""),
-        p_cell(row["p_value"], row["test_note"], alpha),
+        Cell(levels + " ⚠", css="warn", title="on the grid's edge: " + edge)
+        if edge
+        else Cell(levels),
+        difference(row),
+        p_cell(row["p_value"], row["p_holm"], row["test_note"]),
+        needed(row),
     ]
 
 
-def chosen_level_table(chosen: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """RQ2: chosen b per dataset, architecture, method and label noise, with Bayes error."""
-    keys = ["dataset", "arch", "flood_method", "label_noise"]
-    bayes = summary.groupby(["dataset", "arch", "label_noise"])["bayes_error"].mean()
-    head: list[list[Cell | str]] = [
-        [
-            *("dataset", "arch", "method", "label noise", "Bayes error (clean)"),
-            *("chosen b, early stopping off", "chosen b, early stopping on", "settings × seeds"),
-        ]
-    ]
-    body: list[list[Cell | str]] = []
-    for key, rows in chosen.groupby(keys, sort=True):
-        error = bayes.get((key[0], key[1], key[3]), math.nan)
-        cells = [value(key[0]), value(key[1]), value(key[2]), value(float(key[3]))]
-        cells.append(Cell("not recorded", css="muted") if math.isnan(error) else f"{error:.4f}")
-        for stop in (False, True):
-            levels = rows.loc[rows["early_stopping"] == stop, "flood_level"]
-            cells.append(_spread(levels))
-        cells.append(str(int((~rows["early_stopping"].astype(bool)).sum())))
-        body.append(cells)
-    return table(head, body)
-
-
-def _spread(levels: pd.Series) -> str:
-    if levels.empty:
-        return "n/a"
-    text = f"{levels.mean():.3g}"
-    if len(levels) > 1:
-        # Rounded first: identical levels must read 0, not a floating-point residue.
-        spread = round(float(levels.std(ddof=1)), 9)
-        text += f" ± {spread:.2g} (range {levels.min():g}–{levels.max():g})"
-    return text
-
-
-def unfinished_table(summary: pd.DataFrame) -> str:
+def unfinished_table(summary: pd.DataFrame) -> Table:
     """Every run that did not complete, with its error."""
     rows = summary[summary["status"] != "completed"].sort_values(
         ["status", *BLOCK_COLUMNS, "flood_method", "flood_level", "seed"]
     )
-    head: list[list[Cell | str]] = [
-        ["status", "dataset", "arch", "method", "b", "seed", "epochs done", "error", "run"]
+    head = [
+        cells("status", "dataset", "arch", "method", "b", "seed", "epochs done", "error", "run")
     ]
-    body: list[list[Cell | str]] = []
+    body: list[Row] = []
     for _, r in rows.iterrows():
         error = "" if pd.isna(r["error"]) else str(r["error"])
         if len(error) > ERROR_CHARS:
             error = error[:ERROR_CHARS] + " […]"
         body.append(
-            [
+            cells(
                 Cell(str(r["status"]), css="warn"),
                 value(r["dataset"]),
                 value(r["arch"]),
@@ -227,28 +193,28 @@ def unfinished_table(summary: pd.DataFrame) -> str:
                 f"{int(r['epochs_completed'])} of {int(r['epochs'])}",
                 Cell(error, css="error"),
                 value(r["run_dir"]),
-            ]
+            )
         )
-    return table(head, body)
+    return Table(head, body)
 
 
-def missing_table(missing: pd.DataFrame, summary: pd.DataFrame) -> str:
+def missing_table(missing: pd.DataFrame, summary: pd.DataFrame) -> Table:
     """Setting, method and b combinations without a completed run for some seeds."""
-    head: list[list[Cell | str]] = [["dataset", "arch", "setting", "method", "b", "seeds missing"]]
-    body: list[list[Cell | str]] = []
+    head = [cells("dataset", "arch", "setting", "method", "b", "seeds missing")]
+    body: list[Row] = []
     for (dataset, arch), rows in missing.groupby(list(BLOCK_COLUMNS), sort=True):
         grid = summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)]
-        shown = [*_block_settings(grid), *varying(grid, RQ3_COLUMNS)]
+        shown = settings.varying(grid, skip=BLOCK_COLUMNS)
         for _, r in rows.iterrows():
-            setting = ", ".join(f"{label(c)} {value(r[c])}" for c in shown) or "the only one"
+            setting = describe(r, shown) or "the only one"
             body.append(
-                [
+                cells(
                     value(dataset),
                     value(arch),
                     setting,
                     value(r["flood_method"]),
                     value(float(r["flood_level"])),
                     ", ".join(str(s) for s in r["missing"]),
-                ]
+                )
             )
-    return table(head, body)
+    return Table(head, body)

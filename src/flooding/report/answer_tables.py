@@ -1,0 +1,234 @@
+"""The tables of RQ2, RQ4, the grid warnings and the changes since an earlier summary."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from flooding.report import settings
+from flooding.report.changes import Changes
+from flooding.report.settings import describe, value
+from flooding.report.stats import SETTING_COLUMNS
+from flooding.report.tables import Cell, Row, Table, cells, needed, p_cell
+
+CHANGED_RUNS_SHOWN = 50
+
+
+def chosen_level_table(chosen: pd.DataFrame, refs: pd.DataFrame) -> Table:
+    """RQ2: chosen b per dataset, architecture, method and label noise, with the reference."""
+    keys = ["dataset", "arch", "flood_method", "label_noise"]
+    lookup = refs.groupby(["dataset", "label_noise"])[["bayes_error", "reference", "kind"]].first()
+    head = [
+        cells(
+            "dataset",
+            "arch",
+            "method",
+            "label noise",
+            "Bayes error (clean)",
+            "reference loss (nats)",
+            "chosen b, early stopping off",
+            "chosen b, early stopping on",
+            "settings × seeds",
+        )
+    ]
+    body: list[Row] = []
+    for key, rows in chosen.groupby(keys, sort=True):
+        ref = lookup.loc[(key[0], key[3])] if (key[0], key[3]) in lookup.index else None
+        error = math.nan if ref is None else float(ref["bayes_error"])
+        row = cells(value(key[0]), value(key[1]), value(key[2]), value(float(key[3])))
+        row.append(Cell("not recorded", css="muted") if math.isnan(error) else Cell(f"{error:.4f}"))
+        if ref is None or math.isnan(ref["reference"]):
+            row.append(Cell("unknown", css="muted"))
+        else:
+            row.append(Cell(f"{ref['reference']:.3f} ({ref['kind']})"))
+        for stop in (False, True):
+            row.append(Cell(_spread(rows.loc[rows["early_stopping"] == stop, "flood_level"])))
+        row.append(Cell(str(int((~rows["early_stopping"].astype(bool)).sum()))))
+        body.append(row)
+    return Table(head, body)
+
+
+def _spread(levels: pd.Series) -> str:
+    if levels.empty:
+        return "n/a"
+    text = f"{levels.mean():.3g}"
+    if len(levels) > 1:
+        # Rounded first: identical levels must read 0, not a floating-point residue.
+        spread = round(float(levels.std(ddof=1)), 9)
+        text += f" ± {spread:.2g} (range {levels.min():g}–{levels.max():g})"
+    return text
+
+
+def edge_table(edges: pd.DataFrame, seeds: pd.Series) -> Table:
+    """Cells whose chosen b sits on the grid's edge for some seeds, and what to add."""
+    head = [cells("dataset", "arch", "setting", "method", "early stopping", "seeds at edge", "add")]
+    body: list[Row] = []
+    for (dataset, arch), block in edges.groupby(["dataset", "arch"], sort=True):
+        shown = settings.varying(block, skip=("dataset", "arch"))
+        for _, r in block.iterrows():
+            total = int(seeds.get((dataset, arch), 0))
+            at = int(r["at_top"] + r["at_bottom"])
+            body.append(
+                cells(
+                    value(dataset),
+                    value(arch),
+                    describe(r, shown) or "the only one",
+                    value(r["flood_method"]),
+                    "on" if r["early_stopping"] else "off",
+                    Cell(f"{at} of {total} seeds", css="warn"),
+                    r["advice"],
+                )
+            )
+    return Table(head, body)
+
+
+def training_table(unfinished: pd.DataFrame) -> Table:
+    head = [cells("dataset", "arch", "runs best at their last epoch", "epochs")]
+    body = [
+        cells(
+            value(r["dataset"]),
+            value(r["arch"]),
+            Cell(f"{r['at_last']} of {r['runs']}", css="warn"),
+            str(r["epochs"]),
+        )
+        for _, r in unfinished.iterrows()
+    ]
+    return Table(head, body)
+
+
+def descent_table(descents: pd.DataFrame) -> Table:
+    """RQ4: the detector's verdict per setting and method, b = 0 beside the validated b."""
+    keys = [*SETTING_COLUMNS, "flood_method"]
+    shown = settings.varying(descents, skip=("dataset", "arch")) if len(descents) else []
+    head = [
+        cells(
+            "dataset",
+            "arch",
+            "setting",
+            "method",
+            "double descent at b = 0",
+            "validated b",
+            "double descent at validated b",
+        )
+    ]
+    base = descents[descents["flood_level"] == 0].drop(columns="flood_level")
+    flooded = descents[descents["flood_level"] > 0]
+    # NaN keys (none today) would not match; every setting column is filled by RunConfig.
+    pairs = flooded.merge(base, on=keys, how="left", suffixes=("", "_base"))
+    body: list[Row] = []
+    for _, r in pairs.sort_values(keys).iterrows():
+        body.append(
+            cells(
+                value(r["dataset"]),
+                value(r["arch"]),
+                describe(r, shown) or "the only one",
+                value(r["flood_method"]),
+                _verdict(r, "_base"),
+                f"{r['flood_level']:g}",
+                _verdict(r, ""),
+            )
+        )
+    return Table(head, body)
+
+
+def _verdict(r: pd.Series, suffix: str) -> Cell:
+    """The detector's verdict from the columns of `r` ending in `suffix`."""
+    found = r[f"found{suffix}"]
+    if pd.isna(found):
+        return Cell("no run", css="muted")
+    if not found:
+        return Cell("no")
+    turns = (r[f"{name}{suffix}"] for name in ("first_minimum", "peak", "second_minimum"))
+    return Cell(
+        "yes: epochs "
+        + " → ".join(str(int(e)) for e in turns)
+        + f" (+{100 * r[f'rise{suffix}']:.0f} %, −{100 * r[f'fall{suffix}']:.0f} %)",
+        css="better",
+    )
+
+
+def sharpness_table(comparison: pd.DataFrame) -> Table:
+    """RQ4: flatness at b = 0 against the chosen b (rows of stats.compare on `sharpness`)."""
+    head = [
+        cells(
+            "dataset",
+            "arch",
+            "setting",
+            "method",
+            "seeds",
+            "b = 0",
+            "chosen b",
+            "Δ [95 % interval]",
+            "p / Holm p",
+            "seeds for 80 % power",
+        )
+    ]
+    body: list[Row] = []
+    shown = settings.varying(comparison, skip=("dataset", "arch")) if len(comparison) else []
+    for _, r in comparison[comparison["has_flooding"]].iterrows():
+        body.append(
+            cells(
+                value(r["dataset"]),
+                value(r["arch"]),
+                describe(r, [c for c in shown if c != "early_stopping"]) or "the only one",
+                value(r["flood_method"]),
+                str(int(r["n_pairs"])),
+                f"{r['baseline_mean']:.4g}",
+                f"{r['flooded_mean']:.4g}",
+                Cell(_plain_difference(r)),
+                p_cell(r["p_value"], r["p_holm"], r["test_note"]),
+                needed(r),
+            )
+        )
+    return Table(head, body)
+
+
+def _plain_difference(r: pd.Series) -> str:
+    text = f"{r['mean_difference']:+.3g}"
+    if not pd.isna(r["ci_low"]):
+        text += f" [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]"
+    return text
+
+
+def changed_runs_table(changes: Changes) -> Table:
+    """Runs added, removed and retrained, the first CHANGED_RUNS_SHOWN of each."""
+    head = [cells("change", "dataset", "arch", "method", "b", "seed", "status", "run")]
+    body: list[Row] = []
+    for name, rows in (
+        ("added", changes.added),
+        ("removed", changes.removed),
+        ("retrained", changes.retrained),
+    ):
+        for _, r in rows.head(CHANGED_RUNS_SHOWN).iterrows():
+            body.append(
+                cells(
+                    name,
+                    value(r["dataset"]),
+                    value(r["arch"]),
+                    value(r["flood_method"]),
+                    value(float(r["flood_level"])),
+                    value(int(r["seed"])),
+                    value(r["status"]),
+                    value(r["run_dir"]),
+                )
+            )
+    return Table(head, body)
+
+
+def flipped_table(flipped: pd.DataFrame) -> Table:
+    head = [cells("dataset", "arch", "setting", "method", "early stopping", "before", "now")]
+    shown = settings.varying(flipped, skip=("dataset", "arch")) if len(flipped) else []
+    body = [
+        cells(
+            value(r["dataset"]),
+            value(r["arch"]),
+            describe(r, shown) or "the only one",
+            value(r["flood_method"]),
+            "on" if r["early_stopping"] else "off",
+            r["before"],
+            Cell(r["after"], css="warn"),
+        )
+        for _, r in flipped.iterrows()
+    ]
+    return Table(head, body)

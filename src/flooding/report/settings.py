@@ -1,0 +1,85 @@
+"""Which run options a table shows, and how a reader would write their values.
+
+A block of the report (one dataset and architecture) shows, for its rows, the options that
+vary in a column each and the options that are the same in one caption line; options that
+do not apply to the block (the spiral's noise for digits, MLP widths for a ResNet, momentum
+for Adam) are left out of both. Computed once here for every table and figure caption.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from flooding.data.registry import DATASETS
+from flooding.report.stats import BLOCK_COLUMNS, SETTING_COLUMNS
+
+# The options RQ3 asks about, always a column of the main table.
+RQ3_COLUMNS = ("weight_decay", "augment")
+SIZE_COLUMNS = ("train_size", "test_size")
+
+
+def _images(row: pd.Series) -> bool:
+    spec = DATASETS.get(str(row["dataset"]))
+    return spec is None or spec.images
+
+
+# option -> does it apply to this row's dataset and model?
+APPLIES: dict[str, Callable[[pd.Series], bool]] = {
+    "gaussians_mean": lambda row: row["dataset"] == "gaussians",
+    "spiral_noise": lambda row: row["dataset"] == "spiral",
+    "mlp_depth": lambda row: row["arch"] == "mlp",
+    "mlp_width": lambda row: row["arch"] == "mlp",
+    "mlp_batchnorm": lambda row: row["arch"] == "mlp",
+    "momentum": lambda row: row["optimizer"] == "sgd",
+    "augment": _images,
+}
+
+
+def label(column: str) -> str:
+    return column.replace("_", " ")
+
+
+def value(v: object, column: str = "") -> str:
+    """A config value as a reader would write it; a size of 0 is the dataset's default."""
+    if column in SIZE_COLUMNS and v == 0:
+        return "dataset default"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:g}"
+    return str(v)
+
+
+def applies(frame: pd.DataFrame, column: str) -> bool:
+    """Whether the option matters for at least one row of `frame`."""
+    rule = APPLIES.get(column)
+    return rule is None or any(rule(row) for _, row in frame.iterrows())
+
+
+def _inner(frame: pd.DataFrame, skip: tuple[str, ...]) -> list[str]:
+    # One row per block is enough to decide what applies: it depends on dataset, arch and
+    # optimizer only, which the first rows of each combination carry.
+    sample = frame.drop_duplicates(["dataset", "arch", "optimizer"])
+    return [c for c in SETTING_COLUMNS if c not in skip and applies(sample, c)]
+
+
+def varying(
+    frame: pd.DataFrame, skip: tuple[str, ...] = (*BLOCK_COLUMNS, *RQ3_COLUMNS)
+) -> list[str]:
+    """Options (outside `skip`) that take more than one value in `frame` and apply to it."""
+    return [c for c in _inner(frame, skip) if frame[c].nunique(dropna=False) > 1]
+
+
+def fixed(frame: pd.DataFrame, skip: tuple[str, ...] = (*BLOCK_COLUMNS, *RQ3_COLUMNS)) -> str:
+    """The options that are the same in every row of `frame` and apply, as one line."""
+    same = [c for c in _inner(frame, skip) if frame[c].nunique(dropna=False) == 1]
+    return ", ".join(f"{label(c)} {value(frame[c].iloc[0], c)}" for c in same)
+
+
+def describe(row: pd.Series, columns: list[str]) -> str:
+    """`columns` of one row as "label value, ..."."""
+    return ", ".join(f"{label(c)} {value(row[c], c)}" for c in columns)
