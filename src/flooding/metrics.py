@@ -128,8 +128,12 @@ def write_run_json(
     bayes_error: float | None,
     device: str,
     started: str,
+    effective_batch_size: int | None = None,
 ) -> None:
-    """Write run.json, the run's summary; its presence means the run has finished."""
+    """Write run.json, the run's summary; its presence means the run has finished.
+
+    effective_batch_size: the mini-batch size trained with (config.effective_batch_size),
+    null when the run failed before its data was loaded."""
     if status not in STATUSES:
         raise ValueError(f"status: invalid value {status!r}; accepted: {', '.join(STATUSES)}")
     record: dict[str, Any] = {
@@ -138,6 +142,7 @@ def write_run_json(
         "status": status,
         "error": error,
         "epochs_completed": epochs_completed,
+        "effective_batch_size": effective_batch_size,
         "bayes_error": bayes_error,
         "versions": versions(),
         "device": device,

@@ -32,7 +32,14 @@ from flooding.checkpoint import (
     save_checkpoint,
     to_cpu,
 )
-from flooding.config import ConfigError, RunConfig, config_hash, validate, validate_data
+from flooding.config import (
+    ConfigError,
+    RunConfig,
+    config_hash,
+    effective_batch_size,
+    validate,
+    validate_data,
+)
 from flooding.flood import flooded_loss
 from flooding.metrics import (
     METRICS_FILE,
@@ -322,6 +329,7 @@ class Trainer:
             bayes_error=self.data.bayes_error,
             device=describe_device(self.device),
             started=self.started,
+            effective_batch_size=effective_batch_size(self.cfg.batch_size, len(self.data.y_train)),
         )
         if status != "failed":  # a failed run keeps its checkpoint: a rerun resumes it
             remove_checkpoint(out)
