@@ -95,6 +95,13 @@ def plan_arrays(
 
 
 class Executor(RemoteExecutor):
+    def __init__(self, workflow: Any, logger: Any) -> None:
+        # RemoteExecutor.__init__ starts the status thread before it calls __post_init__:
+        # what that thread reads must exist first.
+        self.stopping = threading.Event()
+        self.clock = PollClock(FIRST_CHECK_S, workflow.executor_settings.status_interval)
+        super().__init__(workflow, logger)
+
     def __post_init__(self) -> None:
         self.settings: ExecutorSettings = self.workflow.executor_settings
         self.settings.check()
@@ -111,8 +118,6 @@ class Executor(RemoteExecutor):
             stamp = time.strftime("%Y%m%dT%H%M%S")
             self.folder = self.folder / f"local-{stamp}-{os.getpid()}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.clock = PollClock(FIRST_CHECK_S, self.settings.status_interval)
-        self.stopping = threading.Event()
         self.status_queries = 0
         # Every submitted job not yet reported, for cancellation: RemoteExecutor's own
         # list is empty while a status check runs.
