@@ -15,7 +15,10 @@ rule aggregate:
         from flooding.aggregate import aggregate_runs
 
         # The grid's configs name a run whose run.json is damaged in the summary.
-        configs = {f"results/runs/{run.path}": run.config.to_dict() for run in GRID.runs}
+        configs = {
+            f"results/runs/{run.path}": run.config.to_dict() for run in GRID.runs
+        }
         Path(log[0]).write_text(
-            aggregate_runs(params.runs, output.metrics, output.summary, configs) + "\n"
+            aggregate_runs(params.runs, output.metrics, output.summary, configs)
+            + "\n"
         )
