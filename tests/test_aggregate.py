@@ -153,3 +153,37 @@ def test_the_fake_results_of_the_report_tests_have_the_real_schema(tmp_path):
     environment = {c for c in real_summary.columns if c.startswith("version_")}
     environment |= set(ENVIRONMENT_COLUMNS)
     assert set(fake_summary.columns) == set(real_summary.columns) - environment
+
+
+def test_damaged_runs_are_named_and_count_as_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = RunConfig(epochs=1, train_size=100, batch_size=10)
+    rows = [epoch_row(0, 0.5), epoch_row(1, 0.6)]
+    runs = {
+        name: write_run(tmp_path / name, dataclasses.replace(cfg, seed=seed), rows)
+        for seed, name in enumerate(("ok", "truncated", "garbled", "keyless"))
+    }
+    with open(Path(runs["truncated"]) / "metrics.parquet", "r+b") as parquet:
+        parquet.truncate(10)
+    (Path(runs["garbled"]) / "run.json").write_text('{"config": {"seed"')
+    (Path(runs["keyless"]) / "run.json").write_text('{"config": {}, "status": "completed"}')
+    configs = {run_dir: dataclasses.replace(cfg, seed=3).to_dict() for run_dir in runs.values()}
+    metrics, summary = aggregate(list(runs.values()), configs)
+    err = capsys.readouterr().err
+    assert list(summary["status"]) == ["completed", "failed", "failed", "failed"]
+    assert set(metrics["run_dir"]) == {runs["ok"]}
+    for name, problem in [
+        ("truncated", "metrics.parquet is unreadable"),
+        ("garbled", "run.json is unreadable"),
+        ("keyless", "run.json lacks config_hash, epochs_completed"),
+    ]:
+        line = f"snakemake --forcerun {Path(runs[name]) / 'metrics.parquet'}"
+        assert f"run {runs[name]} has damaged outputs: {problem}" in err
+        assert line in err
+        error = summary.set_index("run_dir").loc[runs[name], "error"]
+        assert problem in error and line in error
+    damaged = summary[summary["status"] == "failed"]
+    # The config columns come from the grid's configs; no metric is invented.
+    assert (damaged["seed"] == 3).all() and (damaged["epochs_completed"] == 0).all()
+    assert damaged["final_test_acc"].isna().all() and damaged["best_epoch"].isna().all()

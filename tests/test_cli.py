@@ -81,7 +81,7 @@ def test_runtime_options(tmp_path, monkeypatch):
         (["--dataset", "imagenet"], "dataset: invalid value 'imagenet'; accepted: cifar10"),
         (["--arch", "vgg-ish"], "arch: invalid value 'vgg-ish'; accepted: mlp"),
         (["--augment"], "augment: invalid value True"),
-        (["--batch-size", "5000"], "batch_size: invalid value 5000; accepted: at most 800"),
+        (["--batch-size", "0"], "batch_size: invalid value 0; accepted: an integer >= 1"),
         (["--threads", "-1"], "threads: invalid value -1"),
         (["--checkpoint-every", "-2"], "checkpoint_every: invalid value -2"),
         (["--device", "tpu"], "device: invalid value 'tpu'"),

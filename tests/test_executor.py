@@ -103,7 +103,7 @@ def test_equal_resources_make_equal_requests() -> None:
         ({"cpus_per_task": 0}, "resource cpus_per_task: invalid value 0"),
         ({"gpu": -1}, "resource gpu: invalid value -1; accepted: an integer >= 0"),
         ({"gpu": True}, "resource gpu: invalid value True; accepted: an integer >= 0"),
-        ({"gpu_model": "a100"}, "resource gpu_model: invalid value 'a100'; accepted: a GPU"),
+        ({"gpu": 1, "gpu_model": "a 100"}, "resource gpu_model: invalid value 'a 100'"),
         ({"slurm_partition": "gpu long"}, "resource slurm_partition: invalid value 'gpu long'"),
         ({"slurm_account": ""}, "resource slurm_account: invalid value ''"),
         ({"qos": 3}, "resource qos: invalid value 3"),

@@ -14,8 +14,10 @@ from submitit.local.local import LocalExecutor
 from snakemake_executor_plugin_submitit.command import JobCommand, JobCommandError
 from snakemake_executor_plugin_submitit.status import (
     Outcome,
+    PollClock,
     base_state,
     is_active,
+    query_queue,
     query_states,
     read_outcome,
 )
@@ -65,6 +67,37 @@ def test_failing_sacct_leaves_states_unknown_and_active(tmp_path: Path) -> None:
     assert query_states(["7"], sacct=str(sacct)) == {}
     assert is_active(base_state(""))
     assert query_states([], sacct=str(sacct)) == {}
+
+
+def test_squeue_finds_jobs_sacct_does_not_return(tmp_path: Path) -> None:
+    squeue, calls = fake_sacct(tmp_path, "12_0|RUNNING\n12_1|COMPLETED\n99|PENDING\n")
+    assert query_queue(["12_0", "12_1", "13"], squeue=str(squeue)) == {
+        "12_0": "RUNNING",
+        "12_1": "COMPLETED",
+    }
+    assert len(calls.read_text().splitlines()) == 1
+    assert query_queue([], squeue=str(squeue)) == {}
+    (tmp_path / "failing").mkdir()
+    failing, _ = fake_sacct(tmp_path / "failing", "squeue: error\n", returncode=1)
+    assert query_queue(["12_0"], squeue=str(failing)) == {}
+
+
+def test_checks_come_soon_after_a_change_then_back_off_to_the_interval() -> None:
+    clock = PollClock(shortest=2, longest=60)
+    clock.submitted(now=100)
+    assert clock.due <= 100  # the first check, at start-up, is due at once
+    delays = []
+    for now in (100, 102, 106, 114, 130, 162, 222):
+        clock.checked(changed=False, now=now)
+        delays.append(clock.delay)
+    assert delays == [4, 8, 16, 32, 60, 60, 60]
+    clock.checked(changed=True, now=300)
+    assert clock.due == 302
+    clock.checked(changed=False, now=302)
+    clock.submitted(now=303)  # a submission while waiting brings the next check forward
+    assert (clock.delay, clock.due) == (2, 305)
+    # An interval shorter than the first delay is kept.
+    assert PollClock(shortest=2, longest=1).delay == 1
 
 
 def test_outcome_is_read_from_submitits_result_file(tmp_path: Path) -> None:

@@ -218,9 +218,9 @@ def test_torchvision_datasets_are_downloads_once_each() -> None:
             "datasets[0] (spiral).regularisers.augment: only true, but spiral has no images",
         ),
         (
-            {"datasets": [{"name": "spiral", "training": {"batch_size": 500}}]},
-            "datasets[0] (spiral), run spiral-noise0/mlp/wd0-aug0/flood0/seed0: batch_size: "
-            "invalid value 500",
+            {"datasets": [{"name": "spiral", "training": {"train_size": 2}}]},
+            "datasets[0] (spiral), run spiral-noise0/mlp/wd0-aug0/flood0/seed0: train_size: "
+            "invalid value 2",
         ),
         (
             {"archs": [{"name": "no_such_net_at_all"}]},

@@ -8,10 +8,15 @@ the profile, site settings pointed at the local partition:
 - at the same time, a small workflow of scenarios: jobs that succeed, one that fails, one
   that sbatch refuses, and one that reaches its 1-minute time limit and must be requeued
   to resume from its checkpoint;
-- jobs interrupted by SIGINT to Snakemake, which must leave none of them in the queue.
+- jobs interrupted by SIGINT or SIGTERM to Snakemake, which must leave none of them in
+  the queue within seconds, whatever the status interval and the signal dispositions
+  Snakemake inherited;
+- jobs that sacct does not return: found through squeue, or reported lost.
 
-Where SLURM is not running and cannot be started (not root, no Debian packages), the tests
-are skipped, except under CI=true, where that is a failure.
+These tests run only when asked for (`pytest --slurm` or FLOODING_TEST_SLURM=1, see
+tests/conftest.py): starting the cluster installs packages and starts system daemons.
+Where SLURM is not running and cannot be started (not root, no Debian packages), they are
+skipped, except under CI=true, where that is a failure.
 """
 
 from __future__ import annotations
@@ -32,12 +37,20 @@ import pandas as pd
 import pytest
 import yaml
 
+from snakemake_executor_plugin_submitit.executor import FIRST_CHECK_S
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 PARTITION = "local"
 STATUS_INTERVAL_S = 2
+PROFILE_STATUS_INTERVAL_S = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())[
+    "submitit-status-interval"
+]
+# A profile status interval far longer than any wait below: cancellation and short jobs
+# must not wait for it.
+LONG_STATUS_INTERVAL_S = 600
 SCENARIO_SNAKEFILE = """
 rule all:
     input: "out/ok_0.txt", "out/ok_1.txt", "out/fail.txt", "out/long.txt", "out/nowhere.txt"
@@ -73,6 +86,20 @@ rule slow:
     resources: gpu=1
     shell: "sleep 600; touch {output}"
 """
+UNSEEN_SNAKEFILE = """
+rule quick:
+    output: "out.txt"
+    shell: "echo done > {output}"
+"""
+LOST_SNAKEFILE = """
+rule lost:
+    output: "out.txt"
+    shell: "sleep 300; touch {output}"
+"""
+# sacct and squeue as they answer when slurmdbd has lost the records / the controller has
+# forgotten the job: nothing but sacct's header.
+BLIND_SACCT = '#!/bin/sh\necho "JobID|State"\n'
+BLIND_SQUEUE = "#!/bin/sh\nexit 0\n"
 
 
 def skip_or_fail(reason: str) -> None:
@@ -123,6 +150,18 @@ def write_profile(root: Path, **overrides: object) -> None:
     (root / "slurm" / "config.yaml").write_text(yaml.safe_dump(profile))
 
 
+def blind_env(shim_dir: Path, squeue_too: bool) -> dict[str, str]:
+    """An environment whose sacct returns no job, and whose squeue none either if asked."""
+    shim_dir.mkdir(parents=True)
+    shims = {"sacct": BLIND_SACCT, **({"squeue": BLIND_SQUEUE} if squeue_too else {})}
+    for name, text in shims.items():
+        (shim_dir / name).write_text(text)
+        (shim_dir / name).chmod(0o755)
+    env = snakemake_env()
+    env["PATH"] = f"{shim_dir}{os.pathsep}{env['PATH']}"
+    return env
+
+
 def snakemake_env(sacct_log: Path | None = None, shim_dir: Path | None = None) -> dict[str, str]:
     """The environment of a Snakemake run; optionally with sacct wrapped to log each call."""
     path = f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"
@@ -158,6 +197,21 @@ class Run:
         return self.log.read_text()
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT at its default, whatever this process inherited
+    (a shell's background job, nohup and some CI agents start with SIGINT ignored, and an
+    ignored disposition survives exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ignored_signals(pid: int) -> int:
+    """The process's mask of ignored signals (SigIgn in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"no SigIgn line for process {pid}")
+
+
 def start_snakemake(root: Path, name: str, env: dict[str, str], *args: str) -> Run:
     log = root / f"{name}.log"
     with log.open("wb") as out:
@@ -167,8 +221,22 @@ def start_snakemake(root: Path, name: str, env: dict[str, str], *args: str) -> R
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=default_sigint,
         )
+    assert not ignored_signals(process.pid) & (1 << (signal.SIGINT - 1))
     return Run(process, log, time.monotonic())
+
+
+def queued_jobs(workdir: Path) -> list[tuple[str, str, str]]:
+    """(job id, state, reason) of the jobs in SLURM's queue that were submitted from workdir."""
+    output = subprocess.run(
+        ["squeue", "--noheader", "--array", "--format=%i|%T|%r|%Z"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = [line.split("|") for line in output.splitlines() if line]
+    return [(job, state, why) for job, state, why, directory in rows if Path(directory) == workdir]
 
 
 @dataclass(frozen=True)
@@ -227,7 +295,13 @@ def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -
             shutil.copytree(source, workflow / name)
         else:
             shutil.copy(source, workflow / name)
-    write_profile(workflow)
+    # The profile verbatim (its 60 s status interval too), but the Gaussians want a GPU:
+    # the config decides which runs get one.
+    write_profile(workflow, **{"submitit-status-interval": PROFILE_STATUS_INTERVAL_S})
+    ci = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
+    for dataset in ci["datasets"]:
+        dataset["resources"] = {"gpu": 1 if dataset["name"] == "gaussians" else 0}
+    (workflow / "config" / "ci-gpu.yaml").write_text(yaml.safe_dump(ci))
     scenarios = tmp_path_factory.mktemp("scenarios")
     (scenarios / "Snakefile").write_text(SCENARIO_SNAKEFILE)
     shutil.copy(Path(__file__).parent / "checkpointing_job.py", scenarios)
@@ -238,11 +312,11 @@ def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -
     sacct_log = workflow / "sacct-calls.txt"
     workflow_env = snakemake_env(sacct_log, workflow / "shim")
     scenario_run = start_snakemake(scenarios, "scenarios", snakemake_env())
-    first = start_snakemake(workflow, "first", workflow_env, "--configfile", "config/ci.yaml")
+    first = start_snakemake(workflow, "first", workflow_env, "--configfile", "config/ci-gpu.yaml")
     first_returncode = first.wait(timeout_s=400)
     first_seconds = time.monotonic() - first.started
     jobs_before_second = sacct_rows(slurm_cluster, workflow)
-    second = start_snakemake(workflow, "second", workflow_env, "--configfile", "config/ci.yaml")
+    second = start_snakemake(workflow, "second", workflow_env, "--configfile", "config/ci-gpu.yaml")
     second_returncode = second.wait(timeout_s=120)
     scenario_returncode = scenario_run.wait(timeout_s=400)
     calls = sacct_log.read_text().split() if sacct_log.exists() else []
@@ -263,7 +337,7 @@ def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -
     )
 
 
-def test_training_runs_as_gpu_job_arrays(results: Results) -> None:
+def test_training_runs_as_job_arrays_with_the_gpus_the_config_asks_for(results: Results) -> None:
     assert results.first_returncode == 0, results.first.output
     jobs = results.jobs_before_second
     train = [job for job in jobs if job.name == "train"]
@@ -272,16 +346,20 @@ def test_training_runs_as_gpu_job_arrays(results: Results) -> None:
     print(
         f"\nworkflow: {runs} runs, {len(train)} SLURM jobs, {sbatch_calls} sbatch call(s), "
         f"{len(results.sacct_calls)} sacct queries in {results.first_seconds:.0f} s "
-        f"(status interval {STATUS_INTERVAL_S} s)"
+        f"(status interval {PROFILE_STATUS_INTERVAL_S} s)"
     )
     assert runs > 1
     # Only training reaches SLURM: downloads, aggregation and the report are local rules.
     assert len(train) == len(jobs) == runs
-    # All runs were ready together: one job array, one task per run.
-    assert sbatch_calls == 1
+    # All runs were ready together: one job array per request, one task per run.
+    assert sbatch_calls == 2
     assert all("_" in job.job_id for job in train)
     assert all(job.state == "COMPLETED" for job in train), train
-    assert all("gres/gpu=1" in job.alloc_tres for job in train), train
+    summary = pd.read_parquet(results.workflow / "results" / "summary.parquet")
+    gaussians = int(summary["run_dir"].str.contains("gaussians").sum())
+    assert 0 < gaussians < runs
+    assert sum("gres/gpu=1" in job.alloc_tres for job in train) == gaussians, train
+    assert sum("gres/gpu" not in job.alloc_tres for job in train) == runs - gaussians, train
 
 
 def test_workflow_outputs_are_complete(results: Results) -> None:
@@ -299,13 +377,16 @@ def test_second_invocation_submits_nothing(results: Results) -> None:
     assert results.jobs_after_second == results.jobs_before_second
 
 
-def test_status_checks_are_one_sacct_query_per_interval(results: Results) -> None:
+def test_status_checks_are_one_sacct_query_each_and_never_closer_than_the_first(
+    results: Results,
+) -> None:
     calls = results.sacct_calls
     assert calls, "the executor never asked sacct"
     gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
-    # Each check is a single sacct call for all active jobs, then a pause of one interval.
-    assert min(gaps, default=STATUS_INTERVAL_S) >= 0.95 * STATUS_INTERVAL_S, gaps
-    assert len(calls) <= results.first_seconds / STATUS_INTERVAL_S + 1
+    # Each check is a single sacct call for all active jobs (the runs here finish in
+    # seconds, so sacct always has them), then a pause of at least the first check's delay.
+    assert min(gaps, default=FIRST_CHECK_S) >= 0.95 * FIRST_CHECK_S, gaps
+    assert len(calls) <= results.first_seconds / FIRST_CHECK_S + 1
 
 
 def test_failed_job_is_reported_with_its_log_and_others_finish(results: Results) -> None:
@@ -347,34 +428,69 @@ def test_time_limit_requeues_and_resumes_from_checkpoint(results: Results) -> No
     assert "was requeued" in results.scenario_run.output
 
 
-def test_sigint_leaves_no_job_in_the_queue(slurm_cluster: datetime, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_cancels_every_job_within_seconds(
+    slurm_cluster: datetime, tmp_path: Path, sig: signal.Signals
+) -> None:
     (tmp_path / "Snakefile").write_text(INTERRUPT_SNAKEFILE)
     # Three jobs: an array of two that runs one task at a time, and an array of one.
-    write_profile(tmp_path, **{"submitit-max-array-size": 2, "submitit-array-parallelism": 1})
+    write_profile(
+        tmp_path,
+        **{
+            "submitit-max-array-size": 2,
+            "submitit-array-parallelism": 1,
+            "submitit-status-interval": LONG_STATUS_INTERVAL_S,
+        },
+    )
     run = start_snakemake(tmp_path, "interrupted", snakemake_env())
 
-    def our_jobs() -> list[tuple[str, str, str]]:
-        output = subprocess.run(
-            ["squeue", "--noheader", "--array", "--format=%i|%T|%r|%Z"],
-            capture_output=True,
-            text=True,
-        ).stdout
-        rows = [line.split("|") for line in output.splitlines() if line]
-        return [(job, state, why) for job, state, why, workdir in rows if Path(workdir) == tmp_path]
-
     deadline = time.monotonic() + 120
-    while [state for _, state, _ in our_jobs()].count("RUNNING") < 2:
+    while [state for _, state, _ in queued_jobs(tmp_path)].count("RUNNING") < 2:
         assert run.process.poll() is None, run.output
-        assert time.monotonic() < deadline, our_jobs()
+        assert time.monotonic() < deadline, queued_jobs(tmp_path)
         time.sleep(0.5)
-    queued = our_jobs()
-    run.process.send_signal(signal.SIGINT)
-    returncode = run.wait(timeout_s=120)
-    deadline = time.monotonic() + 60
-    while our_jobs() and time.monotonic() < deadline:
-        time.sleep(1)
+    queued = queued_jobs(tmp_path)
+    signalled = time.monotonic()
+    run.process.send_signal(sig)
+    # A tenth of the status interval: generous on a loaded machine, yet far below the wait
+    # for the status loop that cancellation must not have.
+    returncode = run.wait(timeout_s=LONG_STATUS_INTERVAL_S / 10)
+    exit_s = time.monotonic() - signalled
+    while queued_jobs(tmp_path) and time.monotonic() < signalled + LONG_STATUS_INTERVAL_S / 10:
+        time.sleep(0.5)
+    gone_s = time.monotonic() - signalled
+    print(f"\n{sig.name}: snakemake exited after {exit_s:.1f} s, jobs gone after {gone_s:.1f} s")
     assert len({job.split("_")[0] for job, _, _ in queued}) == 2, queued
     assert ("PENDING", "JobArrayTaskLimit") in {(state, why) for _, state, why in queued}
     assert returncode != 0
     assert "Cancelled SLURM job" in run.output
-    assert our_jobs() == []
+    assert queued_jobs(tmp_path) == []
+
+
+def test_jobs_sacct_does_not_return_are_found_or_reported_lost(
+    slurm_cluster: datetime, tmp_path: Path
+) -> None:
+    unseen, lost = tmp_path / "unseen", tmp_path / "lost"
+    for root, snakefile in ((unseen, UNSEEN_SNAKEFILE), (lost, LOST_SNAKEFILE)):
+        root.mkdir()
+        (root / "Snakefile").write_text(snakefile)
+        write_profile(root, **{"submitit-lost-after": 20})
+    # sacct never returns the job: squeue follows it to its end.
+    unseen_run = start_snakemake(unseen, "unseen", blind_env(tmp_path / "shim1", False))
+    # Neither sacct nor squeue knows it: reported lost, with its log, after 20 s.
+    lost_run = start_snakemake(lost, "lost", blind_env(tmp_path / "shim2", True))
+    try:
+        assert unseen_run.wait(timeout_s=300) == 0, unseen_run.output
+        assert (unseen / "out.txt").read_text() == "done\n"
+        assert lost_run.wait(timeout_s=300) != 0, lost_run.output
+    finally:
+        for job, _, _ in queued_jobs(lost):
+            subprocess.run(["scancel", job.split("_")[0]], check=False)
+    output = lost_run.output
+    assert "lost: neither sacct nor squeue has known the job for 20 s" in output, output
+    log = next(
+        (word for word in output.split() if word.endswith("_log.out") and "submitit" in word),
+        None,
+    )
+    assert log is not None, output
+    assert Path(log.rstrip(",")).exists()

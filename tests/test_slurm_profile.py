@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from snakemake.utils import validate
 
+from flooding.grid import expand_grid
 from snakemake_executor_plugin_submitit.resources import slurm_request
 from snakemake_executor_plugin_submitit.settings import ExecutorSettings
 
@@ -34,13 +38,71 @@ def test_profile_sets_the_executor_and_its_settings_exist() -> None:
     ExecutorSettings(**settings).check()
 
 
-def test_training_jobs_get_a_gpu_and_valid_resources() -> None:
+def test_the_profile_leaves_gpu_counts_to_the_config() -> None:
+    # A gpu in default-resources or set-resources would override the config's per-dataset
+    # and per-architecture counts (set-resources) or hide where the config is silent.
     profile = yaml.safe_load(PROFILE.read_text())
-    train = {**profile["default-resources"], **profile["set-resources"]["train"]}
-    assert train["gpu"] >= 1
-    request = slurm_request(train, threads=4)
-    assert request.gpus == train["gpu"]
+    assert "gpu" not in profile["default-resources"]
+    assert "gpu" not in (profile.get("set-resources") or {}).get("train", {})
+    request = slurm_request(profile["default-resources"], threads=4)
     assert request.time_min == profile["default-resources"]["runtime"]
+
+
+def dry_run(tmp_path: Path, *args: str) -> str:
+    """`snakemake --profile slurm -n ...` in a copy of the workflow; its output."""
+    for name in ("Snakefile", "workflow", "config", "envs", "slurm"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name)
+        else:
+            shutil.copy(source, tmp_path / name)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    snakemake = Path(sys.executable).parent / "snakemake"
+    result = subprocess.run(
+        [str(snakemake), "--profile", "slurm", *args, "-n"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
+def train_jobs(output: str) -> list[tuple[set[str], int]]:
+    """(run paths, GPUs asked for) of each train job in a dry run's output."""
+    jobs = []
+    for block in output.split("rule train:")[1:]:
+        job = block.split("\n\n")[0].split("\n[")[0]
+        runs = set(re.findall(r"results/runs/(\S+?)/[\w.]+\.(?:parquet|json)", job))
+        gpus = re.search(r"\bgpu=(\d+)", job)
+        jobs.append((runs, int(gpus.group(1)) if gpus else 0))
+    return jobs
+
+
+def test_snakemake_accepts_the_profile(tmp_path: Path) -> None:
+    jobs = train_jobs(dry_run(tmp_path, "--configfile", "config/ci.yaml"))
+    assert jobs
+    # config/ci.yaml asks for no GPU, and the profile adds none.
+    assert all(gpus == 0 for _, gpus in jobs), jobs
+
+
+@pytest.mark.slow
+def test_paper_grid_asks_for_gpus_only_for_the_runs_that_want_them(tmp_path: Path) -> None:
+    jobs = train_jobs(dry_run(tmp_path, "--configfile", "config/paper.yaml"))
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    wanted = {path: run.resources.gpu for path, run in expand_grid(config).by_path.items()}
+    asked = {path: gpus for runs, gpus in jobs for path in runs}
+    assert asked == wanted
+    with_gpu = sum(gpus > 0 for gpus in asked.values())
+    print(f"\npaper grid: {len(asked)} runs, {with_gpu} ask for a GPU")
+    # The paper's synthetic MLPs are CPU-sized; its image runs want a GPU.
+    synthetic = [path for path in asked if path.startswith(("gaussians", "sinusoid"))]
+    assert synthetic and all(asked[path] == 0 for path in synthetic)
+    assert 0 < with_gpu < len(asked)
 
 
 def test_profile_names_the_lines_to_edit_and_the_official_plugin() -> None:
@@ -52,33 +114,29 @@ def test_profile_names_the_lines_to_edit_and_the_official_plugin() -> None:
     assert "executor: slurm" in text
 
 
-def test_snakemake_accepts_the_profile(tmp_path: Path) -> None:
-    for name in ("Snakefile", "workflow", "config", "envs", "slurm"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name)
-        else:
-            shutil.copy(source, tmp_path / name)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    snakemake = Path(sys.executable).parent / "snakemake"
-    result = subprocess.run(
-        [str(snakemake), "--profile", "slurm", "--configfile", "config/ci.yaml", "-n"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    train_jobs = output.split("rule train:")[1:]
-    assert train_jobs, output
-    assert all("gpu=1" in job.split("\n\n")[0] for job in train_jobs), output
-
-
 def test_cluster_scripts_parse() -> None:
     for script in ("start.sh", "stop.sh"):
         result = subprocess.run(
             ["bash", "-n", str(REPO / "cluster" / script)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_slurm_tests_are_skipped_unless_asked_for() -> None:
+    # A plain pytest must not start a cluster (packages, /etc/slurm, daemons).
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("CI", "FLOODING_TEST_SLURM", "PYTEST_ADDOPTS")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "-m", "slurm"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SLURM tests not asked for: run pytest --slurm" in result.stdout
+    assert " passed" not in result.stdout and " failed" not in result.stdout

@@ -16,7 +16,7 @@ import torch
 
 import flooding.train
 from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED
-from flooding.config import ConfigError, RunConfig, config_hash, validate_data
+from flooding.config import ConfigError, RunConfig, config_hash, validate, validate_data
 from flooding.metrics import EPOCH_COLUMNS, metrics_schema
 from flooding.train import (
     Runtime,
@@ -247,9 +247,27 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, monkeypatch, ca
 def test_impossible_configs_fail_before_any_output(tmp_path):
     with pytest.raises(ConfigError, match=r"flood_level: invalid value -1\.0"):
         train(tmp_path, dataclasses.replace(TINY, flood_level=-1.0))
-    with pytest.raises(ConfigError, match="batch_size: invalid value 500"):
-        train(tmp_path, dataclasses.replace(TINY, batch_size=500))
     assert not tmp_path.joinpath("metrics.parquet").exists()
+
+
+def test_a_batch_larger_than_the_training_split_is_full_batch_training(tmp_path):
+    # The authors' sinusoid demo: 100 training points, batch size 200.
+    demo = RunConfig(dataset="sinusoid", train_size=125, val_fraction=0.2, batch_size=200, epochs=2)
+    validate(demo)
+    assert train(tmp_path / "demo", demo) == 0
+    record = json.loads((tmp_path / "demo" / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert record["config"]["batch_size"] == 200
+    assert record["effective_batch_size"] == 100
+    # Exactly the same training as asking for the whole split.
+    whole = dataclasses.replace(demo, batch_size=100)
+    assert train(tmp_path / "whole", whole) == 0
+    assert json.loads((tmp_path / "whole" / "run.json").read_text())["effective_batch_size"] == 100
+    # The metrics table repeats the config (and its hash): batch_size as asked for.
+    pd.testing.assert_frame_equal(
+        reproducible(metrics(tmp_path / "demo")).drop(columns=["batch_size", "config_hash"]),
+        reproducible(metrics(tmp_path / "whole")).drop(columns=["batch_size", "config_hash"]),
+    )
 
 
 def test_validate_data_rejects_what_only_the_loaded_data_shows():
@@ -264,11 +282,9 @@ def test_validate_data_rejects_what_only_the_loaded_data_shows():
 
     cfg = dataclasses.replace(TINY, batch_size=10)
     validate_data(cfg, bundle(10, 1, 1))
-    # Split sizes are checked as the data loads (flooding.validation); what is left is the
-    # batch against the loaded training split, and augmentation against the data set.
-    with pytest.raises(ConfigError) as caught:
-        validate_data(cfg, bundle(9, 1, 1))
-    assert caught.value.field == "batch_size"
+    # Split sizes are checked as the data loads (flooding.validation); a batch larger than
+    # the training split is full-batch training; augmentation is checked against the data.
+    validate_data(cfg, bundle(9, 1, 1))
     with pytest.raises(ConfigError, match="augment: invalid value True"):
         validate_data(dataclasses.replace(cfg, augment=True), bundle(10, 1, 1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,14 +18,15 @@ from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED
 from flooding.config import RunConfig
 from flooding.train import Runtime, run
 
-# About 40 ms an epoch on one thread, 20 epochs: long enough to be interrupted part-way.
+# About 40 ms an epoch on one thread, 40 epochs: long enough to be interrupted part-way
+# three times (each start trains about three epochs before it is killed).
 CFG = RunConfig(
     dataset="spiral",
     train_size=2000,
     test_size=500,
     mlp_depth=2,
     mlp_width=64,
-    epochs=20,
+    epochs=40,
     batch_size=50,
     flood_level=0.2,
     label_noise=0.1,
@@ -61,11 +63,37 @@ def start_and_interrupt(out: Path, sig: int) -> int:
     return code
 
 
+def kill_during_training(out: Path, rng: random.Random, epochs_seen: int) -> int:
+    """Start `flooding train` (resuming from out/ when it holds a checkpoint), let it print
+    `epochs_seen` epoch lines, so that it is training and not starting up, then SIGKILL it
+    at a random point of the next epoch, that is at a random batch. Returns the last epoch
+    it printed."""
+    process = subprocess.Popen(
+        command(out), env=ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    assert process.stderr is not None
+    epochs: list[int] = []
+    printed: list[float] = []
+    for line in process.stderr:
+        if line.startswith("epoch "):
+            epochs.append(int(line.split()[1].split("/")[0]))
+            printed.append(time.monotonic())
+            if len(epochs) == epochs_seen:
+                break
+    assert len(epochs) == epochs_seen, "the run ended before it was killed"
+    epoch_s = printed[-1] - printed[-2]
+    time.sleep(rng.uniform(0, epoch_s))
+    process.kill()
+    process.stderr.close()
+    assert process.wait(timeout=120) == -signal.SIGKILL
+    return epochs[-1]
+
+
 def reproducible(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / "metrics.parquet").drop(columns="epoch_seconds")
 
 
-def test_sigterm_then_sigkill_then_restart_gives_the_uninterrupted_metrics(tmp_path):
+def test_sigterm_checkpoints_and_a_restart_gives_the_uninterrupted_metrics(tmp_path):
     run(CFG, Runtime(out=tmp_path / "whole", device="cpu", threads=1, checkpoint_every=0))
     out = tmp_path / "interrupted"
 
@@ -73,15 +101,33 @@ def test_sigterm_then_sigkill_then_restart_gives_the_uninterrupted_metrics(tmp_p
     after_term = pd.read_parquet(out / "metrics.parquet")
     assert 1 <= after_term["epoch"].max() < CFG.epochs
 
-    assert start_and_interrupt(out, signal.SIGKILL) == -signal.SIGKILL
-    # Whatever the kill interrupted, the output on disk is complete and readable.
-    after_kill = pd.read_parquet(out / "metrics.parquet")
-    assert after_kill["epoch"].max() >= after_term["epoch"].max()
-
-    # Restarting resumes; in process here, to spare a third start-up of torch.
+    # Restarting resumes; in process here, to spare another start-up of torch.
     assert run(CFG, Runtime(out=out, device="cpu", threads=1, checkpoint_every=1)) == 0
     pd.testing.assert_frame_equal(reproducible(out), reproducible(tmp_path / "whole"))
     assert not list(out.glob(".*.tmp")) and not (out / CHECKPOINT_FILE).exists()
+
+
+def test_three_kills_during_training_then_a_restart_give_the_uninterrupted_metrics(tmp_path):
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    run(CFG, Runtime(out=tmp_path / "whole", device="cpu", threads=1, checkpoint_every=0))
+    out = tmp_path / "killed"
+    saved = []
+    for _ in range(3):
+        # Three epoch lines of this process: it has resumed and trains when it is killed.
+        printed = kill_during_training(out, rng, epochs_seen=3)
+        assert not (out / "run.json").exists(), "the run finished before the kill"
+        # Whatever the kill interrupted, the output on disk is complete and readable, and
+        # holds at least the epochs printed before the last one.
+        saved.append(int(pd.read_parquet(out / "metrics.parquet")["epoch"].max()))
+        assert saved[-1] >= printed - 1
+    print(f"\nrandom seed {seed}: killed with epochs {saved} saved")
+    # Each start resumed where the last one was killed and trained on: three points.
+    assert saved == sorted(set(saved)), saved
+
+    assert run(CFG, Runtime(out=out, device="cpu", threads=1, checkpoint_every=1)) == 0
+    pd.testing.assert_frame_equal(reproducible(out), reproducible(tmp_path / "whole"))
+    assert not (out / CHECKPOINT_FILE).exists()
 
 
 def test_a_write_killed_half_way_leaves_the_previous_file_intact(tmp_path):

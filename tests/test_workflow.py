@@ -138,9 +138,9 @@ def test_paper_config_plans_downloads_then_training_without_the_data(tmp_path: P
             r"datasets\[0\] \(spiral\)\.archs: \['resnet'\] not among archs",
         ),
         (
-            {"datasets": [{"name": "spiral", "training": {"batch_size": 5000}}]},
+            {"datasets": [{"name": "spiral", "training": {"train_size": 2}}]},
             r"datasets\[0\] \(spiral\), run spiral-noise0/mlp/wd0-aug0/flood0/seed0: "
-            r"batch_size: invalid value 5000",
+            r"train_size: invalid value 2",
         ),
     ],
     ids=["unknown-key", "wrong-type", "bad-value", "bad-enum", "bad-dataset", "bad-arch", "run"],

@@ -183,3 +183,28 @@ def test_packed_reruns_train_exactly_what_a_config_change_touches(tmp_path: Path
     }
     fewer = {"flood": {"methods": ["flood"], "levels": [0.0, 0.1]}}
     assert trained_after(changed(**packed, **fewer, seeds=[0, 1], datasets=longer)) == set()
+
+
+def test_damaged_run_outputs_are_named_and_the_report_is_still_built(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path, CI_CONFIG)
+    snakemake(workdir)
+    runs = sorted((workdir / "results" / "runs").glob("**/run.json"))
+    truncated, garbled = runs[0].parent, runs[1].parent
+    with open(truncated / "metrics.parquet", "r+b") as parquet:
+        parquet.truncate(10)
+    (garbled / "run.json").write_text("{")
+    report = workdir / "reports" / "report.html"
+    before = report.stat().st_mtime_ns
+
+    result = snakemake(workdir)
+    output = result.stdout + result.stderr
+    for run in (truncated, garbled):
+        retrain = f"snakemake --forcerun {run.relative_to(workdir)}/metrics.parquet"
+        assert f"run {run.relative_to(workdir)} has damaged outputs" in output, output
+        assert retrain in output, output
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet")
+    assert (summary["status"] == "failed").sum() == 2
+    assert (summary["status"] == "completed").sum() == len(runs) - 2
+    # The damaged runs keep their place in the grid: the config columns are the grid's.
+    assert summary["dataset"].notna().all()
+    assert report.stat().st_mtime_ns > before

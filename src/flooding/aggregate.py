@@ -7,7 +7,11 @@
   the early-stopping choice, made here from the per-epoch metrics at no training cost).
 
 Failed and diverged runs are kept, so they show in the summary; a failed run may have no
-epoch at all, and then its metrics are missing (NaN), not invented.
+epoch at all, and then its metrics are missing (NaN), not invented. A run whose outputs
+are damaged (a truncated metrics.parquet, an unreadable run.json or one without a key the
+summary needs) is named on stderr with the command that retrains it, and counts as a
+failed run with no epochs; the other runs are aggregated as usual. Snakemake would not
+retrain it by itself: its files are newer than their inputs.
 
     flooding aggregate --runs DIR [DIR ...] --metrics OUT.parquet --summary OUT.parquet
     flooding aggregate --failed SUMMARY.parquet   # the failed runs' outputs, to retrain
@@ -19,11 +23,12 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from flooding.metrics import METRICS_FILE, RUN_FILE, atomic_write
 
@@ -42,6 +47,13 @@ SUMMARY_METRICS = (
 ENVIRONMENT_COLUMNS = ("device", "host", "started", "finished")
 # Each package version in run.json becomes a column named with this prefix.
 VERSION_PREFIX = "version_"
+# What the summary takes from run.json and from metrics.parquet without a default.
+RECORD_KEYS = ("config", "config_hash", "status", "epochs_completed")
+METRICS_COLUMNS = ("epoch", *SUMMARY_METRICS)
+
+
+class DamagedRunError(ValueError):
+    """A run's outputs exist but cannot be read into the tables."""
 
 
 def best_epoch(metrics: pd.DataFrame) -> int | None:
@@ -80,21 +92,72 @@ def summarise(run_dir: str, metrics: pd.DataFrame, record: dict[str, Any]) -> di
 
 
 def read_run(run_dir: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A run's per-epoch metrics and its run.json record."""
+    """A run's per-epoch metrics and its run.json record; DamagedRunError saying which
+    file is damaged and how when either cannot be used."""
     directory = Path(run_dir)
-    metrics = pd.read_parquet(directory / METRICS_FILE)
-    record = json.loads((directory / RUN_FILE).read_text())
+    try:
+        record = json.loads((directory / RUN_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise DamagedRunError(f"{RUN_FILE} is unreadable ({error})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise DamagedRunError(f"{RUN_FILE} holds no run record")
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
+        raise DamagedRunError(f"{RUN_FILE} lacks {', '.join(missing)}")
+    try:
+        metrics = pd.read_parquet(directory / METRICS_FILE)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise DamagedRunError(f"{METRICS_FILE} is unreadable ({error})") from None
+    missing = [column for column in METRICS_COLUMNS if column not in metrics.columns]
+    if missing:
+        raise DamagedRunError(f"{METRICS_FILE} lacks column(s) {', '.join(missing)}")
     return metrics, record
 
 
-def aggregate(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(metrics, summary) tables of the given runs, in the given order."""
+def retrain_command(run_dir: str) -> str:
+    return f"snakemake --forcerun {Path(run_dir) / METRICS_FILE}"
+
+
+def damaged_row(run_dir: str, reason: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The summary row of a run with damaged outputs: a failed run without epochs."""
+    row: dict[str, Any] = {
+        **config,
+        "config_hash": None,
+        "run_dir": run_dir,
+        "status": "failed",
+        "error": f"damaged output: {reason}; retrain with: {retrain_command(run_dir)}",
+        "epochs_completed": 0,
+        "bayes_error": math.nan,
+    }
+    row |= dict.fromkeys(ENVIRONMENT_COLUMNS)
+    row["best_epoch"] = None
+    for name in SUMMARY_METRICS:
+        row[f"final_{name}"] = row[f"best_{name}"] = math.nan
+    return row
+
+
+def aggregate(
+    run_dirs: Sequence[str], configs: Mapping[str, dict[str, Any]] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(metrics, summary) tables of the given runs, in the given order.
+
+    configs: each run's config (RunConfig.to_dict()) by run folder, as the workflow knows
+    it: the config columns of a run whose run.json is damaged."""
     if not run_dirs:
         raise ValueError("no runs to aggregate")
     frames: list[pd.DataFrame] = []
     rows: list[dict[str, Any]] = []
     for run_dir in run_dirs:
-        metrics, record = read_run(run_dir)
+        try:
+            metrics, record = read_run(run_dir)
+        except DamagedRunError as error:
+            print(
+                f"flooding aggregate: run {run_dir} has damaged outputs: {error}. It counts as "
+                f"failed; retrain it with: {retrain_command(run_dir)}",
+                file=sys.stderr,
+            )
+            rows.append(damaged_row(run_dir, str(error), dict((configs or {}).get(run_dir, {}))))
+            continue
         rows.append(summarise(run_dir, metrics, record))
         if len(metrics):  # a run that failed before epoch 0 adds no rows
             frames.append(metrics.assign(run_dir=run_dir, status=record["status"]))
@@ -113,11 +176,15 @@ def write_parquet(table: pd.DataFrame, path: str) -> None:
 
 
 def aggregate_runs(
-    run_dirs: Sequence[str], metrics_out: str, summary_out: str, cores: int | None = None
+    run_dirs: Sequence[str],
+    metrics_out: str,
+    summary_out: str,
+    configs: Mapping[str, dict[str, Any]] | None = None,
+    cores: int | None = None,
 ) -> str:
     """Aggregate and write both tables; returns an account of the runs' statuses and,
     given the cores the runs shared, of how much of their time went into training."""
-    metrics, summary = aggregate(run_dirs)
+    metrics, summary = aggregate(run_dirs, configs)
     write_parquet(metrics, metrics_out)
     write_parquet(summary, summary_out)
     counts = summary["status"].value_counts().to_dict() if len(summary) else {}

@@ -93,7 +93,12 @@ class RunConfig:
         Choice(("none", "cosine", "step")),
     )
     epochs: int = setting(200, "training epochs", Range(integer=True, minimum=1))
-    batch_size: int = setting(200, "mini-batch size", Range(integer=True, minimum=1))
+    batch_size: int = setting(
+        200,
+        "mini-batch size; one larger than the training split means full-batch training, as "
+        "with PyTorch's DataLoader (run.json records the size used)",
+        Range(integer=True, minimum=1),
+    )
     augment: bool = setting(False, "random crop (and flip for CIFAR) on the device; images only")
     flood_method: str = setting(
         "flood",
@@ -167,16 +172,13 @@ def validate(cfg: RunConfig) -> None:
     pool = resolve_size("train_size", cfg.train_size, spec.train_size, available, spec.name)
     available = None if spec.kind == "synthetic" else spec.test_size
     resolve_size("test_size", cfg.test_size, spec.test_size, available, spec.name)
-    n_train, _ = split_sizes(pool, cfg.val_fraction, cfg.train_size)
-    check_batch_size(cfg, n_train)
+    split_sizes(pool, cfg.val_fraction, cfg.train_size)  # both splits non-empty
 
 
-def check_batch_size(cfg: RunConfig, n_train: int) -> None:
-    """One batch fits in the training split (of the config, or of the loaded data)."""
-    if cfg.batch_size > n_train:
-        raise ConfigError(
-            "batch_size", cfg.batch_size, f"at most {n_train}, the size of the training split"
-        )
+def effective_batch_size(batch_size: int, n_train: int) -> int:
+    """The size of the mini-batches actually trained on: batch_size, or the whole training
+    split when that is smaller (the authors' sinusoid demo: 100 points, batch size 200)."""
+    return min(batch_size, n_train)
 
 
 def validate_data(cfg: RunConfig, data: Any) -> None:
@@ -184,6 +186,5 @@ def validate_data(cfg: RunConfig, data: Any) -> None:
 
     The split sizes were checked when the data was loaded (flooding.validation).
     """
-    check_batch_size(cfg, len(data.y_train))
     if cfg.augment and data.augmentation == "none":
         raise ConfigError("augment", cfg.augment, f"false for {data.name} (no augmentation)")

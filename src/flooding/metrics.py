@@ -63,6 +63,8 @@ RUN_RECORD_DOCS = {
     "status": "completed, diverged (the loss became NaN or infinite) or failed (an error)",
     "error": "why the run diverged or failed; null when it completed",
     "epochs_completed": "epochs trained and recorded in metrics.parquet",
+    "effective_batch_size": "the mini-batch size trained with: batch_size, or the training "
+    "split's size when batch_size is larger (full-batch training); null if never loaded",
     "bayes_error": "the clean problem's Bayes error where known in closed form, else null",
     "versions": "versions of python, torch, timm and this package that produced the numbers",
     "device": "where it trained, e.g. `cpu (1 thread)` or `cuda:0 (NVIDIA H100)`",
@@ -129,8 +131,12 @@ def write_run_json(
     bayes_error: float | None,
     device: str,
     started: str,
+    effective_batch_size: int | None = None,
 ) -> None:
-    """Write run.json, the run's summary; its presence means the run has finished."""
+    """Write run.json, the run's summary; its presence means the run has finished.
+
+    effective_batch_size: the mini-batch size trained with (config.effective_batch_size),
+    null when the run failed before its data was loaded."""
     if status not in STATUSES:
         raise ValueError(f"status: invalid value {status!r}; accepted: {', '.join(STATUSES)}")
     record: dict[str, Any] = {
@@ -139,6 +145,7 @@ def write_run_json(
         "status": status,
         "error": error,
         "epochs_completed": epochs_completed,
+        "effective_batch_size": effective_batch_size,
         "bayes_error": bayes_error,
         "versions": versions(),
         "device": device,

@@ -26,7 +26,13 @@ import torch.nn.functional as F
 
 from flooding.augment import apply_plan, draw_plan
 from flooding.checkpoint import EXIT_CHECKPOINTED, SignalFlag, load_checkpoint, remove_checkpoint
-from flooding.config import ConfigError, RunConfig, validate, validate_data
+from flooding.config import (
+    ConfigError,
+    RunConfig,
+    effective_batch_size,
+    validate,
+    validate_data,
+)
 from flooding.flood import flooded_loss
 from flooding.metrics import (
     METRICS_FILE,
@@ -246,6 +252,9 @@ def train_run(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFl
         bayes_error=bayes_error,
         device=describe_device(device),
         started=state.started if state is not None else started,
+        effective_batch_size=(
+            effective_batch_size(cfg.batch_size, len(data.y_train)) if data is not None else None
+        ),
     )
     if status != "failed":  # a failed run keeps its checkpoint: a rerun resumes it
         remove_checkpoint(out)

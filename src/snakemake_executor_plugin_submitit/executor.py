@@ -3,15 +3,22 @@
 Each Snakemake job becomes a `JobCommand` (its `python -m snakemake ...` command line).
 Jobs that are ready together, belong to the same rule and ask for the same resources go
 into one submitit batch, which submitit submits as one SLURM job array (one sbatch call),
-up to `--submitit-max-array-size` tasks each. A status check every
-`--submitit-status-interval` seconds makes one sacct query for all active jobs and reads
-the result file submitit writes when a job ends.
+up to `--submitit-max-array-size` tasks each. Each status check makes one sacct query for
+all active jobs and reads the result file submitit writes when a job ends; checks come
+soon after a submission and back off to `--submitit-status-interval` while nothing
+changes.
+
+SIGINT and SIGTERM both cancel every submitted job (one scancel) and end Snakemake
+within seconds: Snakemake's own SIGTERM handler would wait for the running jobs, and its
+shutdown would wait for the status loop's sleep, up to one interval.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -33,11 +40,14 @@ from .command import JobCommand
 from .resources import ResourceError, SlurmRequest, slurm_request
 from .settings import ExecutorSettings
 from .status import (
+    MISSING,
     REQUEUE_STATES,
     Outcome,
+    PollClock,
     base_state,
     final_state_reason,
     is_active,
+    query_queue,
     query_states,
     read_outcome,
 )
@@ -47,6 +57,11 @@ T = TypeVar("T")
 # A job whose final state arrives before its result file (a slow shared file system) gets
 # this long for the file to appear before it counts as failed without a result.
 RESULT_GRACE_S = 10.0
+# The first status check after a submission or a change comes this soon; with the
+# doubling after each quiet check, a grid that runs long makes few extra sacct calls.
+FIRST_CHECK_S = 2.0
+# How often the status loop looks whether it should stop or check early.
+TICK_S = 0.2
 
 
 @dataclass
@@ -56,7 +71,12 @@ class Tracked:
     handle: Job[Any]
     last_state: str = "PENDING"
     final_since: float | None = None
+    missing_since: float | None = None
     requeues_seen: int = 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def plan_arrays(
@@ -75,6 +95,13 @@ def plan_arrays(
 
 
 class Executor(RemoteExecutor):
+    def __init__(self, workflow: Any, logger: Any) -> None:
+        # RemoteExecutor.__init__ starts the status thread before it calls __post_init__:
+        # what that thread reads must exist first.
+        self.stopping = threading.Event()
+        self.clock = PollClock(FIRST_CHECK_S, workflow.executor_settings.status_interval)
+        super().__init__(workflow, logger)
+
     def __post_init__(self) -> None:
         self.settings: ExecutorSettings = self.workflow.executor_settings
         self.settings.check()
@@ -91,7 +118,6 @@ class Executor(RemoteExecutor):
             stamp = time.strftime("%Y%m%dT%H%M%S")
             self.folder = self.folder / f"local-{stamp}-{os.getpid()}"
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.next_seconds_between_status_checks = self.settings.status_interval
         self.status_queries = 0
         # Every submitted job not yet reported, for cancellation: RemoteExecutor's own
         # list is empty while a status check runs.
@@ -104,6 +130,7 @@ class Executor(RemoteExecutor):
         self.run_jobs([job])
 
     def run_jobs(self, jobs: Sequence[JobExecutorInterface]) -> None:
+        self.cancel_on_sigterm()
         # Validate every job before submitting any, so a bad resource costs no sbatch call.
         requests = [(job.name, self.request(job), job) for job in jobs]
         for name, request, members in plan_arrays(requests, self.settings.max_array_size):
@@ -145,6 +172,7 @@ class Executor(RemoteExecutor):
             with self._in_flight_lock:
                 self._in_flight[handle.job_id] = info
             self.report_job_submission(info)
+        self.clock.submitted(time.monotonic())
         if self.settings.backend == "local":
             where = f"{len(jobs)} local process(es)"
         elif len(jobs) == 1:
@@ -189,27 +217,67 @@ class Executor(RemoteExecutor):
                     f"Status check {self.status_queries}: one sacct query for "
                     f"{len(active_jobs)} active job(s)."
                 )
-                states = query_states(info.external_jobid or "" for info in active_jobs)
+                job_ids = [info.external_jobid or "" for info in active_jobs]
+                states = query_states(job_ids)
+                unseen = [job_id for job_id in job_ids if job_id not in states]
+                if unseen:
+                    states.update(query_queue(unseen))
         now = time.monotonic()
+        changed = False
         for info in active_jobs:
             tracked: Tracked = info.aux["tracked"]
             job_id = info.external_jobid or ""
             if self.settings.backend == "slurm":
-                state = states.get(job_id, "UNKNOWN")
+                state = states.get(job_id, MISSING)
             else:
                 state = "RUNNING" if not tracked.handle.done() else "COMPLETED"
-            self.note_requeue(job_id, tracked, state)
+            if state == MISSING:
+                changed |= tracked.missing_since is None
+            else:
+                changed |= base_state(state) != tracked.last_state
+                self.note_requeue(job_id, tracked, state)
             outcome = read_outcome(tracked.handle.paths.result_pickle)
             if outcome is not None:
+                changed = True
                 self.finish(info, outcome, state)
+            elif state == MISSING:
+                tracked.missing_since = tracked.missing_since or now
+                if now - tracked.missing_since < self.settings.lost_after:
+                    yield info
+                else:
+                    changed = True
+                    self.finish(info, self.lost(), state)
             elif is_active(state):
-                tracked.final_since = None
+                tracked.final_since = tracked.missing_since = None
                 yield info
             elif tracked.final_since is None or now - tracked.final_since < RESULT_GRACE_S:
                 tracked.final_since = tracked.final_since or now
+                tracked.missing_since = None
                 yield info
             else:
+                changed = True
                 self.finish(info, Outcome(ok=False, traceback=final_state_reason(state)), state)
+        self.clock.checked(changed, time.monotonic())
+
+    def lost(self) -> Outcome:
+        return Outcome(
+            ok=False,
+            traceback=f"lost: neither sacct nor squeue has known the job for "
+            f"{self.settings.lost_after} s (--submitit-lost-after), and it left no result; "
+            "check slurmdbd (sacct) and the job's log",
+        )
+
+    async def sleep(self) -> None:
+        """Wait until the clock says the next check is due, or Snakemake shuts down.
+
+        Replaces RemoteExecutor's sleep of one fixed interval, which shutdown() (and so
+        every cancellation) had to wait out."""
+        while not self.stopping.is_set() and time.monotonic() < self.clock.due:
+            await asyncio.sleep(min(TICK_S, max(0.0, self.clock.due - time.monotonic())))
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        super().shutdown()
 
     def note_requeue(self, job_id: str, tracked: Tracked, state: str) -> None:
         """Log a requeue once, on the transition into it."""
@@ -240,6 +308,19 @@ class Executor(RemoteExecutor):
         )
 
     # --- cancellation -----------------------------------------------------------
+
+    def cancel_on_sigterm(self) -> None:
+        """Make SIGTERM cancel like SIGINT does.
+
+        Snakemake's scheduler installs a SIGTERM handler that waits for the running jobs
+        to finish, which on SLURM can be days; `kill`, CI timeouts and batch schedulers
+        send SIGTERM and mean "stop now". Raising KeyboardInterrupt takes Snakemake's
+        SIGINT path: cancel_jobs(), then exit. Installed at the first submission, after
+        the scheduler's own handler, from the main thread (the only one that may)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not _interrupt:
+            signal.signal(signal.SIGTERM, _interrupt)
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         with self._in_flight_lock:

@@ -6,7 +6,7 @@
 | `mem_mb`          | `--mem=<n>M`               | integer > 0                                |
 | `cpus_per_task`   | `--cpus-per-task`          | integer > 0; default: the job's `threads`  |
 | `gpu`             | `--gpus-per-node`          | integer >= 0                               |
-| `gpu_model`       | `--gpus-per-node=<model>:n`| a name, together with `gpu` >= 1           |
+| `gpu_model`       | `--gpus-per-node=<model>:n`| a name; ignored for a job with `gpu` = 0    |
 | `slurm_partition` | `--partition`              | a name, or several separated by commas     |
 | `slurm_account`   | `--account`                | a name                                     |
 | `constraint`      | `--constraint`             | a feature expression without spaces        |
@@ -140,8 +140,10 @@ def slurm_request(resources: Mapping[str, Any], threads: int) -> SlurmRequest:
     mem_mb = resources.get("mem_mb")
     gpus = _int_at_least("gpu", resources.get("gpu", 0), 0)
     gpu_model = _optional_name("gpu_model", resources.get("gpu_model"), NAME)
-    if gpu_model is not None and gpus == 0:
-        raise ResourceError("gpu_model", gpu_model, "a GPU model together with gpu >= 1")
+    # A GPU type set for a whole rule (the profile's set-resources) applies to its jobs
+    # that ask for GPUs; the config decides which those are.
+    if gpus == 0:
+        gpu_model = None
     return SlurmRequest(
         time_min=time_min,
         cpus_per_task=cpus,

@@ -45,8 +45,16 @@ class ExecutorSettings(ExecutorSettingsBase):
     status_interval: int = field(
         default=30,
         metadata={
-            "help": "Seconds between two status checks; each check is one sacct query for "
-            "all active jobs.",
+            "help": "Longest time in seconds between two status checks; each check is one "
+            "sacct query for all active jobs. Checks come 2 s after a submission or a "
+            "change, then back off (doubling) to this interval while nothing changes.",
+        },
+    )
+    lost_after: int = field(
+        default=600,
+        metadata={
+            "help": "Seconds a job may be missing from both sacct and squeue (slurmdbd "
+            "down, a purged record) before it is reported as lost, with its log.",
         },
     )
     max_requeues: int = field(
@@ -75,6 +83,7 @@ class ExecutorSettings(ExecutorSettingsBase):
             "max_array_size": 1,
             "array_parallelism": 1,
             "status_interval": 1,
+            "lost_after": 1,
             "max_requeues": 0,
             "signal_delay": 1,
         }

@@ -1,10 +1,11 @@
 """Job status: one `sacct` query for all active jobs, and the outcome submitit recorded.
 
-submitit's own watcher batches its queries too, but on its own schedule (2 s, 4 s, 8 s ...
-after the last submission, then every `delay_s`) and whenever a job's state is read. The
-executor checks at its own fixed interval instead, with exactly one query per check, so it
-calls sacct here and reads submitit's result files directly, never `job.done()` or
-`job.state`, which would query again.
+submitit's own watcher batches its queries too, but on its own schedule and whenever a
+job's state is read. The executor checks on its own clock (`PollClock`) instead, with
+exactly one sacct query per check, so it calls sacct here and reads submitit's result
+files directly, never `job.done()` or `job.state`, which would query again. Jobs that
+sacct does not return (slurmdbd down, a purged record) are looked up in the controller
+with one `squeue` call.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ ACTIVE_STATES = frozenset(
         "UNKNOWN",
     }
 )
+# Given to a job that neither sacct nor squeue knows.
+MISSING = "MISSING"
 REQUEUE_STATES = frozenset({"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD"})
 # What a final state without a result from submitit means, for the error message.
 FINAL_STATE_REASONS = {
@@ -103,6 +106,52 @@ def query_states(job_ids: Iterable[str], sacct: str = "sacct") -> dict[str, str]
     # submitit's parser expands array ranges such as 12_[3-9%2].
     info = SlurmInfoWatcher().read_info(output)
     return {job_id: fields.get("State", "") for job_id, fields in info.items()}
+
+
+def query_queue(job_ids: Iterable[str], squeue: str = "squeue") -> dict[str, str]:
+    """One squeue call -> {job id: state} for those of the given jobs that the controller
+    still holds (it forgets a finished job MinJobAge seconds after its end).
+
+    The fallback for jobs sacct did not return. All of the user's jobs are listed and
+    filtered here: squeue fails outright when asked for one id it does not know.
+    """
+    wanted = set(job_ids)
+    if not wanted:
+        return {}
+    command = [squeue, "--noheader", "--array", "--states=all", "--me", "--format=%i|%T"]
+    try:
+        output = subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    rows = (line.split("|", 1) for line in output.splitlines() if "|" in line)
+    return {job_id: state for job_id, state in rows if job_id in wanted}
+
+
+@dataclass
+class PollClock:
+    """When the next status check is due: `shortest` seconds after a submission or a
+    change of any job's state, then twice as long after each check that saw no change,
+    up to `longest` (the configured status interval). Short jobs are seen finishing within
+    seconds; a grid that runs for hours is checked once per interval, as configured."""
+
+    shortest: float
+    longest: float
+    delay: float = 0.0
+    due: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.shortest = min(self.shortest, self.longest)
+        self.delay = self.shortest
+
+    def submitted(self, now: float) -> None:
+        self.delay = self.shortest
+        self.due = min(self.due, now + self.shortest)
+
+    def checked(self, changed: bool, now: float) -> None:
+        self.delay = self.shortest if changed else min(2 * self.delay, self.longest)
+        self.due = now + self.delay
 
 
 def read_outcome(result_pickle: Path) -> Outcome | None:

@@ -15,11 +15,12 @@ rule aggregate:
     run:
         from flooding.aggregate import aggregate_runs
 
-        Path(log[0]).write_text(
-            # The cores of this invocation (not a param: a rerun with other cores
-            # would re-aggregate), for the account of how much of them training used.
-            aggregate_runs(
-                params.runs, output.metrics, output.summary, workflow.cores
-            )
-            + "\n"
+        # workflow.cores is read here, not a param: other cores must not re-aggregate.
+        account = aggregate_runs(
+            params.runs,
+            output.metrics,
+            output.summary,
+            grid_configs(),
+            workflow.cores,
         )
+        Path(log[0]).write_text(account + "\n")

@@ -91,3 +91,8 @@ def train_resource(name):
         return getattr(GRID.by_path[wildcards.run].resources, name)
 
     return per_run
+
+
+def grid_configs():
+    """Each run's config by folder, so aggregation can name a run whose run.json is damaged."""
+    return {f"results/runs/{run.path}": run.config.to_dict() for run in GRID.runs}
