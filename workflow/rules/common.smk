@@ -96,12 +96,3 @@ def train_resource(name):
 def grid_configs():
     """Each run's config by folder, so aggregation can name a run whose run.json is damaged."""
     return {f"results/runs/{run.path}": run.config.to_dict() for run in GRID.runs}
-
-
-def local_cores():
-    """The cores of a local invocation; None under a cluster executor, which sets none (and
-    where a share of local cores would mean nothing)."""
-    try:
-        return workflow.cores
-    except Exception:
-        return None
