@@ -15,12 +15,10 @@ rule aggregate:
     run:
         from flooding.aggregate import aggregate_runs
 
-        # workflow.cores is read here, not a param: other cores must not re-aggregate.
         account = aggregate_runs(
             params.runs,
             output.metrics,
             output.summary,
             grid_configs(),
-            workflow.cores,
         )
         Path(log[0]).write_text(account + "\n")
