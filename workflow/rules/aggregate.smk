@@ -15,10 +15,8 @@ rule aggregate:
     run:
         from flooding.aggregate import aggregate_runs
 
+        # output: metrics, then summary
         account = aggregate_runs(
-            params.runs,
-            output.metrics,
-            output.summary,
-            grid_configs(),
+            params.runs, *output, grid_configs(), local_cores()
         )
         Path(log[0]).write_text(account + "\n")

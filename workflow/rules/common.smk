@@ -3,6 +3,8 @@
 # flooding.grid, where it is unit-tested; nothing here imports torch.
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 from flooding.grid import expand_grid
 from flooding.schema import validate_workflow_config
 
@@ -96,3 +98,13 @@ def train_resource(name):
 def grid_configs():
     """Each run's config by folder, so aggregation can name a run whose run.json is damaged."""
     return {f"results/runs/{run.path}": run.config.to_dict() for run in GRID.runs}
+
+
+def local_cores():
+    """The cores of a local invocation, for the share of them that training used. Read in
+    the job, not as a param (other cores must not re-aggregate); a cluster executor sets no
+    total, and there the share would mean nothing."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return None
