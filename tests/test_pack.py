@@ -13,23 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import test_train
 
 import flooding.train
 from flooding.config import ConfigError, RunConfig
 from flooding.pack import Member, read_spec, run_pack, write_spec
 from flooding.train import Runtime, run
 
-TINY = RunConfig(
-    dataset="spiral",
-    train_size=200,
-    test_size=200,
-    mlp_depth=2,
-    mlp_width=16,
-    epochs=3,
-    batch_size=40,
-    lr=0.05,
-    label_noise=0.1,
-)
+# test_train's tiny spiral, shorter and with noisy labels.
+TINY = dataclasses.replace(test_train.TINY, epochs=3, label_noise=0.1)
 # Three flood levels share their data; another seed loads its own.
 CONFIGS = [dataclasses.replace(TINY, flood_level=b) for b in (0.0, 0.2, 0.5)]
 CONFIGS.append(dataclasses.replace(TINY, seed=1, flood_level=0.2))

@@ -85,6 +85,17 @@ def final_state_reason(state: str) -> str:
     return f"{reason} (SLURM state {state})"
 
 
+def _output_or_none(command: list[str]) -> str | None:
+    """stdout of a SLURM query, or None when it fails or hangs: a status check is retried
+    at the next interval, so one failed query is not fatal."""
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def query_states(job_ids: Iterable[str], sacct: str = "sacct") -> dict[str, str]:
     """One sacct call for all given jobs -> {job id (as submitit names it): state}.
 
@@ -96,12 +107,8 @@ def query_states(job_ids: Iterable[str], sacct: str = "sacct") -> dict[str, str]
     if not arrays:
         return {}
     command = [sacct, "--allocations", "--parsable2", "--format=JobID,State"]
-    command += ["--jobs", ",".join(arrays)]
-    try:
-        output = subprocess.run(
-            command, capture_output=True, text=True, check=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    output = _output_or_none([*command, "--jobs", ",".join(arrays)])
+    if output is None:
         return {}
     # submitit's parser expands array ranges such as 12_[3-9%2].
     info = SlurmInfoWatcher().read_info(output)
@@ -119,11 +126,8 @@ def query_queue(job_ids: Iterable[str], squeue: str = "squeue") -> dict[str, str
     if not wanted:
         return {}
     command = [squeue, "--noheader", "--array", "--states=all", "--me", "--format=%i|%T"]
-    try:
-        output = subprocess.run(
-            command, capture_output=True, text=True, check=True, timeout=60
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    output = _output_or_none(command)
+    if output is None:
         return {}
     rows = (line.split("|", 1) for line in output.splitlines() if "|" in line)
     return {job_id: state for job_id, state in rows if job_id in wanted}
