@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
+import test_train
+
+from flooding.aggregate import VERSION_PREFIX, aggregate
 from flooding.config import RunConfig
 from flooding.metrics import RUN_FILE, RUN_RECORD_DOCS, write_run_json
 from flooding.reference import main as docs_main
+from flooding.reference import summary_columns
+from flooding.train import Runtime, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -40,3 +46,12 @@ def test_every_run_json_key_is_documented(tmp_path: Path) -> None:
     )
     record = json.loads((tmp_path / RUN_FILE).read_text())
     assert list(record) == list(RUN_RECORD_DOCS)
+
+
+def test_every_summary_column_is_documented(tmp_path: Path) -> None:
+    run(dataclasses.replace(test_train.TINY, epochs=1), Runtime(out=tmp_path, threads=1))
+    _, summary = aggregate([str(tmp_path)])
+    documented = [name for name, _ in summary_columns()]
+    versions = [c for c in summary.columns if c.startswith(VERSION_PREFIX)]
+    actual = [c for c in summary.columns if c not in versions]
+    assert versions and actual == [c for c in documented if not c.startswith(VERSION_PREFIX)]

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from flooding.aggregate import ENVIRONMENT_COLUMNS, SUMMARY_METRICS, VERSION_PREFIX
 from flooding.config import RunConfig
 from flooding.data.registry import DATASETS
 from flooding.metrics import EPOCH_COLUMN_DOCS, RUN_RECORD_DOCS
@@ -133,7 +134,37 @@ def outputs_reference() -> str:
     lines += _table(["column", "meaning"], [(f.name, f.metadata["help"]) for f in config_fields])
     lines += ["", "## run.json (`flooding.metrics.RUN_RECORD_DOCS`)", ""]
     lines += _table(["key", "meaning"], list(RUN_RECORD_DOCS.items()))
+    lines += [
+        "",
+        "## summary.parquet: one row per run (`flooding.aggregate`)",
+        "",
+        "`results/metrics.parquet` is every run's metrics.parquet plus `run_dir` and `status`. "
+        "A run whose outputs are damaged is a `failed` row with NaN metrics.",
+        "",
+    ]
+    lines += _table(["column", "meaning"], summary_columns())
     return "\n".join(lines) + "\n"
+
+
+def summary_columns() -> list[tuple[str, str]]:
+    """The columns of summary.parquet, in order, with what each means (flooding.aggregate)."""
+    from_record = ("config_hash", "status", "error", "epochs_completed", "bayes_error")
+    columns = [(f.name, f.metadata["help"]) for f in dataclasses.fields(RunConfig)]
+    columns += [(name, RUN_RECORD_DOCS[name]) for name in from_record[:1]]
+    columns += [("run_dir", "the run's folder, as the workflow names it")]
+    columns += [(name, RUN_RECORD_DOCS[name]) for name in from_record[1:]]
+    columns += [(name, RUN_RECORD_DOCS[name]) for name in ENVIRONMENT_COLUMNS]
+    columns += [(f"{VERSION_PREFIX}<package>", "one column per entry of run.json's versions")]
+    columns += [
+        (
+            "best_epoch",
+            "epoch >= 1 with the highest validation accuracy, the earliest on ties: early "
+            "stopping, chosen after training; null when the run has no such epoch",
+        )
+    ]
+    columns += [(f"final_{m}", f"{m} at the last epoch") for m in SUMMARY_METRICS]
+    columns += [(f"best_{m}", f"{m} at best_epoch") for m in SUMMARY_METRICS]
+    return columns
 
 
 def datasets_reference() -> str:
