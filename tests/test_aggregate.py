@@ -11,6 +11,7 @@ import pytest
 
 from flooding.aggregate import (
     ENVIRONMENT_COLUMNS,
+    MEASURE_COLUMNS,
     SUMMARY_METRICS,
     aggregate,
     best_epoch,
@@ -88,6 +89,7 @@ def test_summary_and_metrics_tables(tmp_path: Path) -> None:
         "epochs_completed",
         "bayes_error",
         *ENVIRONMENT_COLUMNS,
+        *MEASURE_COLUMNS,
         *(f"version_{k}" for k in ("flooding", "python", "timm", "torch")),
         "best_epoch",
         *(f"final_{m}" for m in SUMMARY_METRICS),
@@ -148,10 +150,10 @@ def test_the_fake_results_of_the_report_tests_have_the_real_schema(tmp_path):
     rows = [epoch_row(0, 0.5), epoch_row(1, 0.6)]
     real_metrics, real_summary = aggregate([write_run(tmp_path / "run", RunConfig(), rows)])
     assert set(real_metrics.columns) == expected
-    # The fake tables leave out where and with what the runs trained: the report treats
-    # those columns as optional.
+    # The fake tables leave out where and with what the runs trained, and the flatness
+    # measure: the report treats those columns as optional.
     environment = {c for c in real_summary.columns if c.startswith("version_")}
-    environment |= set(ENVIRONMENT_COLUMNS)
+    environment |= {*ENVIRONMENT_COLUMNS, *MEASURE_COLUMNS}
     assert set(fake_summary.columns) == set(real_summary.columns) - environment
 
 

@@ -36,6 +36,7 @@ CONTRACT_DEFAULTS = {
     "flood_method": "flood",
     "flood_level": 0.0,
     "seed": 0,
+    "sharpness_directions": 8,
 }
 
 

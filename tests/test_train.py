@@ -317,3 +317,14 @@ def test_device_names_are_checked():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda")
         assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_a_completed_run_records_its_sharpness_deterministically(tmp_path):
+    first, again, off = tmp_path / "a", tmp_path / "b", tmp_path / "off"
+    for out in (first, again):
+        train(out, TINY)
+    train(off, dataclasses.replace(TINY, sharpness_directions=0))
+    records = [json.loads((out / "run.json").read_text()) for out in (first, again, off)]
+    assert math.isfinite(records[0]["sharpness"]) and records[0]["sharpness_seconds"] >= 0
+    assert records[0]["sharpness"] == records[1]["sharpness"]  # a seeded stream of its own
+    assert records[2]["sharpness"] is None and records[2]["sharpness_seconds"] is None

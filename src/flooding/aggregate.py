@@ -45,6 +45,8 @@ SUMMARY_METRICS = (
 )
 # Where and with what each run trained (from run.json), so that the report can say it.
 ENVIRONMENT_COLUMNS = ("device", "host", "started", "finished")
+# Measurements of the final model, from run.json; NaN where not measured.
+MEASURE_COLUMNS = ("sharpness", "sharpness_seconds")
 # Each package version in run.json becomes a column named with this prefix.
 VERSION_PREFIX = "version_"
 # What the summary takes from run.json and from metrics.parquet without a default.
@@ -65,9 +67,12 @@ def best_epoch(metrics: pd.DataFrame) -> int | None:
     return int(trained.loc[trained["val_acc"] == best, "epoch"].min())
 
 
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
 def summarise(run_dir: str, metrics: pd.DataFrame, record: dict[str, Any]) -> dict[str, Any]:
     """One summary row: config, record fields, best epoch, final and best metrics."""
-    bayes = record.get("bayes_error")
     row: dict[str, Any] = {
         **record["config"],
         "config_hash": record["config_hash"],
@@ -75,9 +80,10 @@ def summarise(run_dir: str, metrics: pd.DataFrame, record: dict[str, Any]) -> di
         "status": record["status"],
         "error": record.get("error"),
         "epochs_completed": int(record["epochs_completed"]),
-        "bayes_error": math.nan if bayes is None else float(bayes),
+        "bayes_error": _number(record.get("bayes_error")),
     }
     row |= {name: record.get(name) for name in ENVIRONMENT_COLUMNS}
+    row |= {name: _number(record.get(name)) for name in MEASURE_COLUMNS}
     row |= {f"{VERSION_PREFIX}{k}": v for k, v in sorted(record.get("versions", {}).items())}
     chosen = best_epoch(metrics)
     row["best_epoch"] = chosen
@@ -130,6 +136,7 @@ def damaged_row(run_dir: str, reason: str, config: dict[str, Any]) -> dict[str, 
         "bayes_error": math.nan,
     }
     row |= dict.fromkeys(ENVIRONMENT_COLUMNS)
+    row |= dict.fromkeys(MEASURE_COLUMNS, math.nan)
     row["best_epoch"] = None
     for name in SUMMARY_METRICS:
         row[f"final_{name}"] = row[f"best_{name}"] = math.nan

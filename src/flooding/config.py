@@ -116,6 +116,12 @@ class RunConfig:
             text="an integer with 0 <= seed < 2**63",
         ),
     )
+    sharpness_directions: int = setting(
+        8,
+        "flatness at the end of a completed run: mean training-loss increase over this many "
+        "random filter-normalised weight perturbations (Li et al. 2018); 0 = off",
+        Range(integer=True, minimum=0),
+    )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:

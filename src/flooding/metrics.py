@@ -66,6 +66,10 @@ RUN_RECORD_DOCS = {
     "effective_batch_size": "the mini-batch size trained with: batch_size, or the training "
     "split's size when batch_size is larger (full-batch training); null if never loaded",
     "bayes_error": "the clean problem's Bayes error where known in closed form, else null",
+    "sharpness": "mean training-loss increase under random filter-normalised weight "
+    "perturbations of relative size 0.05 (flooding.flatness; smaller = flatter); null when "
+    "not measured (sharpness_directions 0, or the run did not complete)",
+    "sharpness_seconds": "what measuring sharpness cost, seconds",
     "versions": "versions of python, torch, timm and this package that produced the numbers",
     "device": "where it trained, e.g. `cpu (1 thread)` or `cuda:0 (NVIDIA H100)`",
     "host": "the machine's host name",
@@ -132,11 +136,13 @@ def write_run_json(
     device: str,
     started: str,
     effective_batch_size: int | None = None,
+    sharpness: tuple[float, float] | None = None,
 ) -> None:
     """Write run.json, the run's summary; its presence means the run has finished.
 
     effective_batch_size: the mini-batch size trained with (config.effective_batch_size),
-    null when the run failed before its data was loaded."""
+    null when the run failed before its data was loaded. sharpness: (value, seconds) of
+    flooding.flatness.sharpness, null when not measured."""
     if status not in STATUSES:
         raise ValueError(f"status: invalid value {status!r}; accepted: {', '.join(STATUSES)}")
     record: dict[str, Any] = {
@@ -147,6 +153,8 @@ def write_run_json(
         "epochs_completed": epochs_completed,
         "effective_batch_size": effective_batch_size,
         "bayes_error": bayes_error,
+        "sharpness": None if sharpness is None else sharpness[0],
+        "sharpness_seconds": None if sharpness is None else sharpness[1],
         "versions": versions(),
         "device": device,
         "host": socket.gethostname(),

@@ -18,7 +18,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flooding.aggregate import ENVIRONMENT_COLUMNS, SUMMARY_METRICS, VERSION_PREFIX
+from flooding.aggregate import (
+    ENVIRONMENT_COLUMNS,
+    MEASURE_COLUMNS,
+    SUMMARY_METRICS,
+    VERSION_PREFIX,
+)
 from flooding.config import RunConfig
 from flooding.data.registry import DATASETS
 from flooding.metrics import EPOCH_COLUMN_DOCS, RUN_RECORD_DOCS
@@ -154,6 +159,7 @@ def summary_columns() -> list[tuple[str, str]]:
     columns += [("run_dir", "the run's folder, as the workflow names it")]
     columns += [(name, RUN_RECORD_DOCS[name]) for name in from_record[1:]]
     columns += [(name, RUN_RECORD_DOCS[name]) for name in ENVIRONMENT_COLUMNS]
+    columns += [(name, RUN_RECORD_DOCS[name]) for name in MEASURE_COLUMNS]
     columns += [(f"{VERSION_PREFIX}<package>", "one column per entry of run.json's versions")]
     columns += [
         (

@@ -194,6 +194,23 @@ def fit(setup: Setup, state: TrainState, stop: SignalFlag) -> tuple[str, str | N
     return "completed", None
 
 
+def final_sharpness(setup: Setup, state: TrainState) -> tuple[float, float]:
+    """(sharpness, seconds) of the trained model on the training set it was trained on.
+
+    Its directions come from a stream of their own, so measuring changes nothing that the
+    runs paired by seed share."""
+    from flooding.data.sampling import generator
+    from flooding.flatness import sharpness
+
+    return sharpness(
+        state.model,
+        setup.x["train"],
+        setup.data.y_train,
+        generator(setup.cfg.seed, "sharpness"),
+        directions=setup.cfg.sharpness_directions,
+    )
+
+
 DataSource = Callable[[RunConfig], "DataBundle"]
 
 
@@ -238,8 +255,11 @@ def train_run(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFl
         return EXIT_CHECKPOINTED
     if status == "diverged":
         print(f"diverged: {error}", file=sys.stderr)
-    # End of run: metrics first, then run.json, whose presence means done. Measurements
-    # of the final model belong here, before the outputs are written.
+    # End of run: measurements of the final model, then metrics, then run.json, whose
+    # presence means done.
+    measured = None
+    if status == "completed" and cfg.sharpness_directions > 0:
+        measured = final_sharpness(setup, state)
     bayes_error = data.bayes_error if data is not None else None
     rows = state.rows if state is not None else []
     write_metrics(out, rows, cfg, bayes_error)
@@ -255,6 +275,7 @@ def train_run(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFl
         effective_batch_size=(
             effective_batch_size(cfg.batch_size, len(data.y_train)) if data is not None else None
         ),
+        sharpness=measured,
     )
     if status != "failed":  # a failed run keeps its checkpoint: a rerun resumes it
         remove_checkpoint(out)
