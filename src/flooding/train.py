@@ -58,35 +58,70 @@ SUMS = ("batch_loss", "grad_norm", "flooded")
 # -- one epoch ------------------------------------------------------------------------
 
 
+Forward = Callable[[torch.Tensor], torch.Tensor]  # inputs -> logits [members, n, classes]
+Scores = dict[str, list[tuple[float, float]]]  # split -> (loss, accuracy) per label set
+
+
 @torch.inference_mode()
-def evaluate(setup: Setup, model: torch.nn.Module, x: torch.Tensor, labels: list[torch.Tensor]):
-    """(mean loss, accuracy) for each label set; one forward pass serves them all."""
-    model.eval()
+def evaluate(
+    setup: Setup, forward: Forward, x: torch.Tensor, labels: list[torch.Tensor]
+) -> list[list[tuple[float, float]]]:
+    """(mean loss, accuracy) for each label set, for each member of the forward's output
+    (one for a run, several for a vectorised pack); one forward pass serves every set."""
     device = setup.device
-    loss = [torch.zeros((), dtype=torch.float64, device=device) for _ in labels]
-    correct = [torch.zeros((), dtype=torch.int64, device=device) for _ in labels]
+    loss: list[list[torch.Tensor]] = []
+    correct: list[list[torch.Tensor]] = []
     for start in range(0, len(x), EVAL_BATCH):
         end = start + EVAL_BATCH
         with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
-            logits = model(x[start:end])
+            logits = forward(x[start:end])
         logits = logits.float()
-        predicted = logits.argmax(dim=1)
-        for i, y in enumerate(labels):
-            loss[i] += F.cross_entropy(logits, y[start:end], reduction="sum").double()
-            correct[i] += (predicted == y[start:end]).sum()
-    model.train()
+        predicted = logits.argmax(dim=2)
+        if not loss:  # the sums start here, once the number of members is known
+            zero_loss = torch.zeros((), dtype=torch.float64, device=device)
+            zero_count = torch.zeros((), dtype=torch.int64, device=device)
+            loss = [[zero_loss] * len(labels) for _ in logits]
+            correct = [[zero_count] * len(labels) for _ in logits]
+        for m, member_logits in enumerate(logits):
+            for i, y in enumerate(labels):
+                batch = y[start:end]
+                loss[m][i] = loss[m][i] + F.cross_entropy(member_logits, batch, reduction="sum")
+                correct[m][i] = correct[m][i] + (predicted[m] == batch).sum()
     n = len(x)
-    return [(s.item() / n, c.item() / n) for s, c in zip(loss, correct, strict=True)]
+    return [
+        [(s.item() / n, c.item() / n) for s, c in zip(ls, cs, strict=True)]
+        for ls, cs in zip(loss, correct, strict=True)
+    ]
+
+
+def scores(setup: Setup, forward: Forward) -> list[Scores]:
+    """Every split's scores, per member of the forward (in eval mode: the caller's job)."""
+    d, x = setup.data, setup.x
+    train = evaluate(setup, forward, x["train"], [d.y_train, d.y_train_clean])
+    val = evaluate(setup, forward, x["val"], [d.y_val, d.y_val_clean])
+    test = evaluate(setup, forward, x["test"], [d.y_test])
+    return [{"train": t, "val": v, "test": e} for t, v, e in zip(train, val, test, strict=True)]
+
+
+def model_scores(setup: Setup, model: torch.nn.Module) -> Scores:
+    """A run's scores: its model as a forward of one member, in eval mode."""
+    model.eval()
+    try:
+        (score,) = scores(setup, lambda x: model(x).unsqueeze(0))
+    finally:
+        model.train()
+    return score
 
 
 def epoch_row(
-    setup: Setup, state: TrainState, epoch: int, sums: dict[str, torch.Tensor] | None
+    setup: Setup, epoch: int, sums: dict[str, torch.Tensor] | None, score: Scores
 ) -> dict[str, float]:
     """The metrics row of `epoch` (0: before training, no sums), epoch_seconds excluded."""
-    d, x, model = setup.data, setup.x, state.model
-    train, train_clean = evaluate(setup, model, x["train"], [d.y_train, d.y_train_clean])
-    val, val_clean = evaluate(setup, model, x["val"], [d.y_val, d.y_val_clean])
-    ((test_loss, test_acc),) = evaluate(setup, model, x["test"], [d.y_test])
+    (train, train_clean), (val, val_clean), ((test_loss, test_acc),) = (
+        score["train"],
+        score["val"],
+        score["test"],
+    )
     row: dict[str, float] = {"epoch": epoch}
     for prefix, suffix, (loss, acc) in (
         ("train", "", train),
@@ -164,7 +199,7 @@ def fit(setup: Setup, state: TrainState, stop: SignalFlag) -> tuple[str, str | N
     cfg = setup.cfg
     if not state.rows:
         started = time.perf_counter()
-        row = epoch_row(setup, state, 0, None)
+        row = epoch_row(setup, 0, None, model_scores(setup, state.model))
         state.rows.append(row | {"epoch_seconds": time.perf_counter() - started})
         print_progress(state.rows[-1], cfg.epochs)
     while state.epochs_done < cfg.epochs:
@@ -176,7 +211,7 @@ def fit(setup: Setup, state: TrainState, stop: SignalFlag) -> tuple[str, str | N
         if not math.isfinite(batch_loss):
             return "diverged", f"training loss became {batch_loss} in epoch {epoch}"
         started = time.perf_counter() - state.epoch_seconds
-        row = epoch_row(setup, state, epoch, state.epoch_sums)
+        row = epoch_row(setup, epoch, state.epoch_sums, model_scores(setup, state.model))
         row["epoch_seconds"] = time.perf_counter() - started
         if not math.isfinite(row["train_loss"]):
             return "diverged", f"training-set loss became {row['train_loss']} in epoch {epoch}"
@@ -214,52 +249,40 @@ def final_sharpness(setup: Setup, state: TrainState) -> tuple[float, float]:
 DataSource = Callable[[RunConfig], "DataBundle"]
 
 
-def train_run(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFlag) -> int:
-    """Train one validated run and write its outputs; returns the exit code.
-
-    The one path for a run alone and a pack member. With runtime.record_failure an
-    unexpected error (not a config error or a missing dataset: those need a person) is
-    recorded as status "failed" and the exit code is 0, so the other runs carry on; the
-    checkpoint stays, so a rerun resumes rather than restarts.
-    """
-    from flooding.data import DatasetMissingError
-
+def prepare(cfg: RunConfig, runtime: Runtime, load: DataSource) -> tuple[Setup, TrainState]:
+    """Load the data, build the model, and resume the run's checkpoint if it has one."""
     out = runtime.out
-    out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(runtime.device)
-    started, state, data = now_iso(), None, None
-    try:
-        data = load(cfg)
-        validate_data(cfg, data)
-        setup = Setup.of(cfg, runtime, data, device)
-        state = TrainState.start(setup)
-        saved = load_checkpoint(out, state.config_hash)
-        if saved is None:  # a fresh start: outputs of an earlier attempt are stale
-            (out / RUN_FILE).unlink(missing_ok=True)
-            (out / METRICS_FILE).unlink(missing_ok=True)
-        else:
-            state.restore(saved, setup)
-        for partial in out.glob(".*.tmp"):  # left by a write that a kill cut short
-            partial.unlink()
-        status, error = fit(setup, state, stop)
-    except (ConfigError, DatasetMissingError):
-        raise
-    except Exception as exc:
-        if not runtime.record_failure:
-            raise
-        traceback.print_exc()
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    if status == "interrupted":
-        name = signal.Signals(stop.received).name
-        print(f"{name}: checkpointed in {out}; rerun the same command to resume", file=sys.stderr)
-        return EXIT_CHECKPOINTED
-    if status == "diverged":
-        print(f"diverged: {error}", file=sys.stderr)
-    # End of run: measurements of the final model, then metrics, then run.json, whose
-    # presence means done.
+    data = load(cfg)
+    validate_data(cfg, data)
+    setup = Setup.of(cfg, runtime, data, resolve_device(runtime.device))
+    state = TrainState.start(setup)
+    saved = load_checkpoint(out, state.config_hash)
+    if saved is None:  # a fresh start: outputs of an earlier attempt are stale
+        (out / RUN_FILE).unlink(missing_ok=True)
+        (out / METRICS_FILE).unlink(missing_ok=True)
+    else:
+        state.restore(saved, setup)
+    for partial in out.glob(".*.tmp"):  # left by a write that a kill cut short
+        partial.unlink()
+    return setup, state
+
+
+def finish(
+    cfg: RunConfig,
+    runtime: Runtime,
+    trained: tuple[Setup, TrainState] | None,
+    status: str,
+    error: str | None,
+    started: str,
+) -> None:
+    """End of a run: measurements of the final model, then metrics, then run.json, whose
+    presence means done. `trained` is None when the run failed before it could start."""
+    out = runtime.out
+    setup, state = trained if trained is not None else (None, None)
     measured = None
     if status == "completed" and cfg.sharpness_directions > 0:
         measured = final_sharpness(setup, state)
+    data = setup.data if setup is not None else None
     bayes_error = data.bayes_error if data is not None else None
     rows = state.rows if state is not None else []
     write_metrics(out, rows, cfg, bayes_error)
@@ -270,7 +293,7 @@ def train_run(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFl
         error=error,
         epochs_completed=max(len(rows) - 1, 0),
         bayes_error=bayes_error,
-        device=describe_device(device),
+        device=describe_device(resolve_device(runtime.device)),
         started=state.started if state is not None else started,
         effective_batch_size=(
             effective_batch_size(cfg.batch_size, len(data.y_train)) if data is not None else None
@@ -279,7 +302,44 @@ def train_run(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFl
     )
     if status != "failed":  # a failed run keeps its checkpoint: a rerun resumes it
         remove_checkpoint(out)
+
+
+def train_run(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFlag) -> int:
+    """Train one validated run and write its outputs; returns the exit code.
+
+    The one path for a run alone and a pack member. With runtime.record_failure an
+    unexpected error (not a config error or a missing dataset: those need a person) is
+    recorded as status "failed" and the exit code is 0, so the other runs carry on; the
+    checkpoint stays, so a rerun resumes rather than restarts.
+    """
+    from flooding.data import DatasetMissingError
+
+    runtime.out.mkdir(parents=True, exist_ok=True)
+    started, trained = now_iso(), None
+    try:
+        trained = prepare(cfg, runtime, load)
+        status, error = fit(*trained, stop)
+    except (ConfigError, DatasetMissingError):
+        raise
+    except Exception as exc:
+        if not runtime.record_failure:
+            raise
+        traceback.print_exc()
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    if status == "interrupted":
+        report_interrupted(stop, runtime)
+        return EXIT_CHECKPOINTED
+    if status == "diverged":
+        print(f"diverged: {error}", file=sys.stderr)
+    finish(cfg, runtime, trained, status, error, started)
     return 0
+
+
+def report_interrupted(stop: SignalFlag, runtime: Runtime) -> None:
+    name = signal.Signals(stop.received).name
+    print(
+        f"{name}: checkpointed in {runtime.out}; rerun the same command to resume", file=sys.stderr
+    )
 
 
 def run(cfg: RunConfig, runtime: Runtime) -> int:
