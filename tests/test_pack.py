@@ -16,8 +16,9 @@ import pytest
 import test_train
 
 import flooding.train
+from flooding.checkpoint import EXIT_CHECKPOINTED
 from flooding.config import ConfigError, RunConfig
-from flooding.pack import Member, read_spec, run_pack, write_spec
+from flooding.pack import Member, read_spec, run_pack, stacks, write_spec
 from flooding.train import Runtime, run
 
 # test_train's tiny spiral, shorter and with noisy labels.
@@ -107,15 +108,20 @@ def test_the_spec_round_trips_and_a_bad_one_is_a_config_error(tmp_path):
         read_spec(spec)
 
 
+def start_pack(spec: Path, *options: str) -> subprocess.Popen:
+    """`flooding train-pack` in its own process, checkpointing every epoch."""
+    command = [sys.executable, "-m", "flooding", "train-pack", "--spec", str(spec), *options]
+    command += ["--threads", "1", "--device", "cpu", "--checkpoint-every", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+
+
 def test_a_pack_killed_half_way_resumes_its_unfinished_members(tmp_path):
     long = [dataclasses.replace(c, train_size=2000, batch_size=50, epochs=12) for c in CONFIGS]
     spec = tmp_path / "pack.json"
     pack = members(tmp_path / "pack", long)
     write_spec(spec, pack)
-    command = [sys.executable, "-m", "flooding", "train-pack", "--spec", str(spec)]
-    command += ["--threads", "1", "--device", "cpu", "--checkpoint-every", "1"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    process = start_pack(spec, "--no-vectorise")
     # SIGKILL once the second member has printed an epoch: the first is finished, the
     # second part-way, the others not started.
     log = pack[1].out / "train.log"
@@ -133,3 +139,72 @@ def test_a_pack_killed_half_way_resumes_its_unfinished_members(tmp_path):
     assert (pack[0].out / "run.json").stat().st_mtime_ns == first
     for member, alone in zip(pack, solo(tmp_path, long), strict=True):
         pd.testing.assert_frame_equal(reproducible(member.out), reproducible(alone))
+
+
+# Members that differ only in flood level or method, and one that does not (another seed).
+STACKABLE = [*CONFIGS, dataclasses.replace(TINY, flood_method="iflood", flood_level=0.3)]
+
+
+def test_a_vectorised_pack_matches_solo_runs_at_epoch_one(tmp_path, capsys):
+    pack = members(tmp_path / "pack", STACKABLE)
+    assert run_pack(pack, RUNTIME, vectorise=True) == 0
+    assert "pack: 4 runs trained as one stacked model" in capsys.readouterr().out
+    for member, alone in zip(pack, solo(tmp_path, STACKABLE), strict=True):
+        vectorised, reference = reproducible(member.out), reproducible(alone)
+        # Epochs 0 and 1 to float tolerance; later ones may drift by reassociation.
+        pd.testing.assert_frame_equal(vectorised[:2], reference[:2], rtol=1e-5, atol=1e-7)
+        assert len(vectorised) == len(reference)
+        assert record(member.out)["status"] == "completed"
+        assert (member.out / "train.log").read_text().count("epoch ") == TINY.epochs + 1
+
+
+def test_members_stack_only_with_their_own_kind(tmp_path):
+    pack = members(tmp_path, STACKABLE)
+    assert [len(group) for group in stacks(pack, vectorise=True)] == [4, 1]
+    assert [len(group) for group in stacks(pack, vectorise=False)] == [1] * 5
+
+
+def test_a_diverging_member_of_a_stack_does_not_stop_the_others(tmp_path):
+    # Gradient ascent (b far above the loss) without batch norm blows up in epoch 2; the
+    # members differ only in b, so they train as one stack.
+    base = dataclasses.replace(TINY, mlp_batchnorm=False, lr=0.5, epochs=30)
+    pack = members(tmp_path, [dataclasses.replace(base, flood_level=b) for b in (0, 1e30, 0.2)])
+    assert run_pack(pack, RUNTIME, vectorise=True) == 0
+    records = [record(m.out) for m in pack]
+    assert [r["status"] for r in records] == ["completed", "diverged", "completed"]
+    assert [r["epochs_completed"] for r in records] == [30, 1, 30]
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_a_vectorised_pack_stopped_half_way_resumes(tmp_path, stop_signal):
+    long = [dataclasses.replace(c, train_size=2000, batch_size=50, epochs=12) for c in STACKABLE]
+    stacked = long[:3] + long[4:]  # the seed-0 members: one stack
+    spec = tmp_path / "pack.json"
+    pack = members(tmp_path / "pack", stacked)
+    write_spec(spec, pack)
+    process = start_pack(spec, "--vectorise")
+    # Stop it once the stack has printed two epochs: every member is part-way.
+    log = pack[0].out / "train.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "epoch 2/" in log.read_text()):
+        assert process.poll() is None, "the pack ended before it was stopped"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(stop_signal)
+    expected = EXIT_CHECKPOINTED if stop_signal == signal.SIGTERM else -signal.SIGKILL
+    assert process.wait(timeout=120) == expected
+    assert not any((m.out / "run.json").exists() for m in pack)
+    assert run_pack(read_spec(spec), RUNTIME, vectorise=True) == 0
+    uninterrupted = members(tmp_path / "whole", stacked)
+    assert run_pack(uninterrupted, RUNTIME, vectorise=True) == 0
+    for member, whole in zip(pack, uninterrupted, strict=True):
+        assert record(member.out)["status"] == "completed"
+        resumed, reference = reproducible(member.out), reproducible(whole.out)
+        if stop_signal == signal.SIGTERM:
+            # Every member checkpointed at the same batch: one stack again, bit for bit.
+            pd.testing.assert_frame_equal(resumed, reference)
+        else:
+            # From the last checkpoints: one stack again when the kill left them at one
+            # epoch (bit for bit), one by one when it fell between their saves (to float
+            # tolerance); either way every member completes with the same metrics.
+            pd.testing.assert_frame_equal(resumed, reference, rtol=1e-4, atol=1e-6)

@@ -137,6 +137,15 @@ def pack_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--spec", type=Path, required=True, metavar="FILE", help="pack spec")
+    parser.add_argument(
+        "--vectorise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train runs that differ only in flood level or method as one stacked model "
+        "(torch.func.vmap): equal to solo runs at epoch 1 to float tolerance, not bit for "
+        "bit after; --no-vectorise trains them one after another, bit-identical to solo "
+        "runs (default: on)",
+    )
     add_runtime_arguments(parser.add_argument_group("runtime (how it runs)"))
     return parser
 
@@ -216,7 +225,7 @@ def pack_main(argv: Sequence[str]) -> int:
 
     args = pack_parser().parse_args(list(argv))
     try:
-        return run_pack(read_spec(args.spec), runtime_from(args, Path(".")))
+        return run_pack(read_spec(args.spec), runtime_from(args, Path(".")), args.vectorise)
     except (ConfigError, DatasetMissingError) as exc:
         print(f"flooding train-pack: error: {exc}", file=sys.stderr)
         return 2
