@@ -130,7 +130,7 @@ def add_runtime_arguments(runtime: argparse._ArgumentGroup) -> None:
 def pack_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flooding train-pack",
-        description="Train the runs of a pack spec one after another in this process, each "
+        description="Train the runs of a pack spec in this process, each "
         "into its own folder, sharing loaded data between runs that read the same. Runs "
         "already finished with the same config are skipped, so rerunning resumes. "
         'Spec: JSON {"runs": [{"out": DIR, "config": {RunConfig fields}}, ...]}.',

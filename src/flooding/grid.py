@@ -83,7 +83,7 @@ class Run:
 
 @dataclass(frozen=True)
 class Pack:
-    """Runs trained by one `flooding train-pack` job, one after another.
+    """Runs trained by one `flooding train-pack` job.
 
     The name ends in a digest of the members' paths and configs: a changed member set
     is another job, and the engine skips the members already finished.

@@ -1,4 +1,4 @@
-"""A pack: several runs trained one after another by one process.
+"""A pack: several runs trained by one process, one after another or as one stack.
 
 A grid's small runs cost their start-up (importing torch, loading the data) more than
 their training. A pack pays it once: the members share the process, and members whose

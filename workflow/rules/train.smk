@@ -24,8 +24,8 @@ rule train:
         " --threads {threads} --record-failure > {log} 2>&1"
 
 
-# One job per pack: several runs trained one after another by one process (see the
-# config's `pack`). The spec lists every member's folder and config, and the pack's name
+# One job per pack: several runs trained by one process (see the config's `pack`); those
+# that differ only in flood level or method train as one stacked model (docs/packs.md). The spec lists every member's folder and config, and the pack's name
 # ends in a digest of them, so a changed member set is a new job; the engine skips members
 # already finished with the same config, so only new or changed runs train. The output is
 # a marker, not the members' files: Snakemake deletes a job's existing outputs before
