@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from flooding.config import RunConfig
 from flooding.metrics import atomic_write
 from flooding.report.page import render
 from flooding.report.plots import CURVE_METRICS
@@ -46,11 +47,21 @@ def build_report(
     `previous`, an earlier summary, adds a section on what changed since.
     """
     built_at = built_at or datetime.now(timezone.utc)
+    summary = with_every_setting(summary)  # metrics: read by run_dir, no settings needed
+    previous = None if previous is None else with_every_setting(previous)
     page = render(metrics, summary, title, built_at, previous)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def with_every_setting(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with a column for every RunConfig field: one that results written before
+    the field existed lack takes its default, as RunConfig.from_dict gives a missing field."""
+    defaults = RunConfig().to_dict()
+    missing = {name: value for name, value in defaults.items() if name not in table.columns}
+    return table.assign(**missing) if missing else table
 
 
 def read_metrics(path: Path) -> pd.DataFrame:

@@ -7,9 +7,11 @@
 - Too few epochs: a run whose best validation accuracy is at its last epoch was still
   improving, so early stopping had nothing to stop.
 - Double descent (RQ4): on a mean test-loss curve, a minimum, then a rise of at least
-  TURN of that minimum, then a fall of at least TURN of the peak. Relative changes, so
-  the same threshold serves every loss scale; 5 % is well above the epoch-to-epoch noise of
-  a mean over seeds, and well below the rises the paper shows.
+  TURN of that minimum, then a fall of at least TURN of the peak that lasts: the curve
+  ends at least that far below the peak. A wiggle on a curve that keeps climbing (as an
+  overfitting b = 0 run's does) is no second descent. Relative changes, so the same
+  threshold serves every loss scale; 5 % is well above the epoch-to-epoch noise of a mean
+  over seeds, and well below the rises the paper shows.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class DoubleDescent:
     peak: int
     second_minimum: int
     rise: float  # peak / first minimum - 1
-    fall: float  # 1 - second minimum / peak
+    fall: float  # 1 - loss at the last epoch / peak: how far the second descent lasts
 
 
 def double_descent(
@@ -41,18 +43,18 @@ def double_descent(
     """The largest rise-then-fall of `loss` over `epochs` that passes `turn`, or None.
 
     Every epoch is a candidate peak: its rise is measured from the lowest loss before it,
-    its fall to the lowest loss after it; the candidate with the largest rise among those
-    passing both thresholds is returned. NaN epochs are skipped.
+    its fall to the loss at the last epoch (a second descent that lasts); the candidate
+    with the largest rise among those passing both thresholds is returned, with the
+    lowest point after it as the second minimum. NaN epochs are skipped.
     """
     keep = ~np.isnan(loss)
     epochs, loss = np.asarray(epochs)[keep], np.asarray(loss, dtype=float)[keep]
     if len(loss) < 3:
         return None
     before = np.minimum.accumulate(loss)[:-2]  # lowest up to each epoch, peaks at 1..n-2
-    after = np.minimum.accumulate(loss[::-1])[::-1][2:]  # lowest from the epoch after on
     peaks = loss[1:-1]
     rise = peaks / before - 1.0
-    fall = 1.0 - after / peaks
+    fall = 1.0 - loss[-1] / peaks
     passing = (rise >= turn) & (fall >= turn)
     if not passing.any():
         return None
