@@ -21,6 +21,7 @@ from fixtures_results import (
     write_results,
 )
 
+from flooding.config import RunConfig
 from flooding.report import build_report, findings, main, stats, tables
 
 BUILT_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
@@ -93,6 +94,15 @@ def test_cli_reads_the_parquet_files_and_writes_one_page(tmp_path, results, caps
     assert len(page.all("table")) == 8
     # RQ2: chosen b and accuracy against b; RQ4: one figure per dataset and architecture.
     assert len(page.all("img")) == 4
+
+
+def test_results_from_before_a_setting_existed_still_report(tmp_path, results, report_text):
+    # A summary written before the newest RunConfig field existed: the field takes its
+    # default, and the page is the one the complete summary gives.
+    metrics, summary = results
+    newest = list(RunConfig().to_dict())[-1]
+    older = summary.drop(columns=newest)
+    assert build(tmp_path, metrics, older) == report_text
 
 
 def test_every_figure_is_an_inline_png_of_its_stated_size(report_text):
