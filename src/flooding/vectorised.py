@@ -31,11 +31,11 @@ from torch.func import functional_call, stack_module_state, vmap
 from flooding.augment import apply_plan, draw_plan
 from flooding.checkpoint import SignalFlag
 from flooding.config import RunConfig
+from flooding.evaluation import SUMS, epoch_row, scores
 from flooding.flood import flooded_loss
 from flooding.metrics import print_progress
 from flooding.optim import build_optimizer, optimizer_step
 from flooding.state import Setup, TrainState, learning_rate
-from flooding.train import SUMS, epoch_row, scores
 
 # The fields in which the members of one stack may differ.
 STACK_FREE = ("flood_level", "flood_method")
