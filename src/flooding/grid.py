@@ -18,47 +18,19 @@ fraction of a second, which keeps `snakemake -n` quick.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
-import json
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flooding.config import ConfigError, RunConfig, config_hash, validate
+from flooding.config import ConfigError, RunConfig, validate
 from flooding.data.registry import DATASETS
+from flooding.packing import Pack, PackSettings, Resources, group_packs
 
 
 class GridError(ValueError):
     """A config that cannot be expanded into runs; the message names the key at fault."""
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one training job asks the scheduler for."""
-
-    threads: int
-    mem_mb: int
-    runtime: int  # minutes
-    gpu: int
-
-
-# What a pack may group over: runs differing only in these fields can share a job.
-PACK_AXES = {
-    "flood": ("flood_method", "flood_level"),
-    "seed": ("seed",),
-    "weight_decay": ("weight_decay",),
-    "augment": ("augment",),
-}
-
-
-@dataclass(frozen=True)
-class PackSettings:
-    """How runs are grouped into jobs: by these axes, at most max_runs a job."""
-
-    by: tuple[str, ...] = ()
-    max_runs: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,7 +40,7 @@ class Run:
     path: str
     config: RunConfig
     resources: Resources
-    pack: PackSettings = PackSettings()
+    pack: PackSettings = dataclasses.field(default_factory=PackSettings)
 
     @property
     def options(self) -> str:
@@ -79,39 +51,6 @@ class Run:
     def download(self) -> str | None:
         """The dataset to fetch before training, or None when nothing is downloaded."""
         return self.config.dataset if DATASETS[self.config.dataset].downloadable else None
-
-
-@dataclass(frozen=True)
-class Pack:
-    """Runs trained by one `flooding train-pack` job.
-
-    The name ends in a digest of the members' paths and configs: a changed member set
-    is another job, and the engine skips the members already finished.
-    """
-
-    name: str
-    runs: tuple[Run, ...]
-
-    @property
-    def resources(self) -> Resources:
-        """The largest request of any member; the members' runtimes add up."""
-        each = [run.resources for run in self.runs]
-        return Resources(
-            threads=max(r.threads for r in each),
-            mem_mb=max(r.mem_mb for r in each),
-            runtime=sum(r.runtime for r in each),
-            gpu=max(r.gpu for r in each),
-        )
-
-    @property
-    def spec(self) -> str:
-        """The `flooding train-pack` spec (JSON), members' folders under results/runs/."""
-        runs = [{"out": f"results/runs/{r.path}", "config": r.config.to_dict()} for r in self.runs]
-        return json.dumps({"runs": runs}, separators=(",", ":"))
-
-    @property
-    def download(self) -> str | None:
-        return self.runs[0].download
 
 
 @dataclass(frozen=True)
@@ -295,33 +234,3 @@ def expand_grid(config: Mapping[str, Any]) -> Grid:
     runs = tuple(by_path.values())
     packs = group_packs(runs)
     return Grid(runs, by_path, packs, {pack.name: pack for pack in packs})
-
-
-def group_packs(runs: Sequence[Run]) -> tuple[Pack, ...]:
-    """Runs grouped into packs of two or more: runs alike in every field but their
-    settings' `by` axes, from the same dataset and arch entries, in config order, cut
-    into chunks of max_runs. A run left alone stays a job of its own."""
-    groups: dict[tuple[object, ...], list[Run]] = {}
-    for run in runs:
-        free = {name for axis in run.pack.by for name in PACK_AXES[axis]}
-        fixed = tuple((k, v) for k, v in run.config.to_dict().items() if k not in free)
-        entry = run.path.split("/")[:2]  # dataset and arch labels
-        groups.setdefault((run.pack, *entry, fixed), []).append(run)
-    packs = []
-    for members in groups.values():
-        size = members[0].pack.max_runs
-        for start in range(0, len(members), size):
-            chunk = tuple(members[start : start + size])
-            if len(chunk) > 1:
-                packs.append(Pack(pack_name(chunk), chunk))
-    return tuple(packs)
-
-
-def pack_name(runs: Sequence[Run]) -> str:
-    """e.g. digits-noise0/mlp/wd0-aug0/pack-3f2a9c1e0b: the path parts the members share,
-    then a digest of their paths and configs."""
-    parts = [run.path.split("/") for run in runs]
-    shared = [p[0] for p in zip(*parts, strict=False) if len(set(p)) == 1]
-    identity = json.dumps([[run.path, config_hash(run.config)] for run in runs])
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
-    return "/".join([*shared, f"pack-{digest}"])
