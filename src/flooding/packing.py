@@ -92,13 +92,21 @@ def group_packs(runs: Sequence[Run]) -> tuple[Pack, ...]:
         entry = run.path.split("/")[:2]  # dataset and arch labels
         groups.setdefault((run.pack, *entry, fixed), []).append(run)
     packs = []
-    for members in groups.values():
+    for group in groups.values():
+        # Runs that differ only in flood level or method next to each other, so that a
+        # chunk cuts as few of them apart as it can: together they train as one stacked
+        # model (flooding.vectorised). A stable sort keeps config order within them.
+        members = sorted(group, key=_stack_order)
         size = members[0].pack.max_runs
         for start in range(0, len(members), size):
             chunk = tuple(members[start : start + size])
             if len(chunk) > 1:
                 packs.append(Pack(pack_name(chunk), chunk))
     return tuple(packs)
+
+
+def _stack_order(run: Run) -> list[str]:
+    return [str(v) for k, v in run.config.to_dict().items() if k not in PACK_AXES["flood"]]
 
 
 def pack_name(runs: Sequence[Run]) -> str:
