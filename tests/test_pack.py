@@ -116,6 +116,16 @@ def start_pack(spec: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
 
 
+def wait_for_line(log: Path, text: str, process: subprocess.Popen) -> None:
+    """Until `text` is in the log, with the pack still running (a loaded machine only
+    makes this wait longer)."""
+    deadline = time.monotonic() + 300
+    while not (log.exists() and text in log.read_text()):
+        assert process.poll() is None, f"the pack ended before {log} showed {text!r}"
+        assert time.monotonic() < deadline, f"{log} did not show {text!r} in 300 s"
+        time.sleep(0.01)
+
+
 def test_a_pack_killed_half_way_resumes_its_unfinished_members(tmp_path):
     long = [dataclasses.replace(c, train_size=2000, batch_size=50, epochs=12) for c in CONFIGS]
     spec = tmp_path / "pack.json"
@@ -124,12 +134,7 @@ def test_a_pack_killed_half_way_resumes_its_unfinished_members(tmp_path):
     process = start_pack(spec, "--no-vectorise")
     # SIGKILL once the second member has printed an epoch: the first is finished, the
     # second part-way, the others not started.
-    log = pack[1].out / "train.log"
-    deadline = time.monotonic() + 300
-    while not (log.exists() and "epoch 1/" in log.read_text()):
-        assert process.poll() is None, "the pack ended before the second member trained"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for_line(pack[1].out / "train.log", "epoch 1/", process)
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=60) == -signal.SIGKILL
     assert (pack[0].out / "run.json").exists() and not (pack[1].out / "run.json").exists()
@@ -184,12 +189,7 @@ def test_a_vectorised_pack_stopped_half_way_resumes(tmp_path, stop_signal):
     write_spec(spec, pack)
     process = start_pack(spec, "--vectorise")
     # Stop it once the stack has printed two epochs: every member is part-way.
-    log = pack[0].out / "train.log"
-    deadline = time.monotonic() + 300
-    while not (log.exists() and "epoch 2/" in log.read_text()):
-        assert process.poll() is None, "the pack ended before it was stopped"
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_for_line(pack[0].out / "train.log", "epoch 2/", process)
     process.send_signal(stop_signal)
     expected = EXIT_CHECKPOINTED if stop_signal == signal.SIGTERM else -signal.SIGKILL
     assert process.wait(timeout=120) == expected

@@ -21,11 +21,12 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
-from flooding.augment import apply_plan, draw_plan
+from flooding.augment import AugmentPlan, apply_plan, draw_plan
 from flooding.checkpoint import EXIT_CHECKPOINTED, SignalFlag, load_checkpoint, remove_checkpoint
 from flooding.config import (
     ConfigError,
@@ -57,6 +58,43 @@ __all__ = ["Runtime", "batch_bounds", "learning_rate", "resolve_device", "run", 
 # -- one epoch ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, eq=False)
+class EpochDraw:
+    """What an epoch draws: its batch order and augmentation, from generators restored to
+    the epoch's start (a resumed epoch redraws the same), now past them."""
+
+    order_rng: torch.Generator
+    augment_rng: torch.Generator
+    order: torch.Tensor
+    plan: AugmentPlan | None
+
+    def batch(self, setup: Setup, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, inputs) of mini-batch b, augmented as drawn."""
+        lo, hi = setup.bounds[b]
+        index = self.order[lo:hi]
+        x = setup.x["train"][index]
+        return index, (x if self.plan is None else apply_plan(x, self.plan, index))
+
+    def generator_states(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The generators' states for the next epoch."""
+        return self.order_rng.get_state(), self.augment_rng.get_state()
+
+
+def start_epoch(setup: Setup, state: TrainState, optimizer: torch.optim.Optimizer) -> EpochDraw:
+    """Begin epoch epochs_done + 1 of `state`: its learning rate, its draws."""
+    cfg, data, device = setup.cfg, setup.data, setup.device
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate(cfg, state.epochs_done + 1)
+    order_rng = torch.Generator().set_state(state.order_rng)
+    augment_rng = torch.Generator().set_state(state.augment_rng)
+    n_train = len(data.y_train)
+    order = torch.randperm(n_train, generator=order_rng).to(device)
+    plan = None
+    if cfg.augment:
+        plan = draw_plan(n_train, data.input_shape[1], data.augmentation, augment_rng, device)
+    return EpochDraw(order_rng, augment_rng, order, plan)
+
+
 def train_epoch(setup: Setup, state: TrainState, stop: SignalFlag) -> bool:
     """Train the mini-batches of epoch epochs_done + 1 from batches_done on.
 
@@ -65,24 +103,12 @@ def train_epoch(setup: Setup, state: TrainState, stop: SignalFlag) -> bool:
     """
     cfg, data, device = setup.cfg, setup.data, setup.device
     started = time.perf_counter() - state.epoch_seconds
-    order_rng = torch.Generator().set_state(state.order_rng)
-    augment_rng = torch.Generator().set_state(state.augment_rng)
-    for group in state.optimizer.param_groups:
-        group["lr"] = learning_rate(cfg, state.epochs_done + 1)
-    n_train = len(data.y_train)
-    order = torch.randperm(n_train, generator=order_rng).to(device)
-    plan = None
-    if cfg.augment:
-        plan = draw_plan(n_train, data.input_shape[1], data.augmentation, augment_rng, device)
+    epoch = start_epoch(setup, state, state.optimizer)
     sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in SUMS}
     sums |= {k: v.to(device) for k, v in state.epoch_sums.items()}
     params = [p for group in state.optimizer.param_groups for p in group["params"]]
     for b in range(state.batches_done, len(setup.bounds)):
-        lo, hi = setup.bounds[b]
-        index = order[lo:hi]
-        x = setup.x["train"][index]
-        if plan is not None:
-            x = apply_plan(x, plan, index)
+        index, x = epoch.batch(setup, b)
         with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
             logits = state.model(x)
         result = flooded_loss(logits, data.y_train[index], cfg.flood_method, cfg.flood_level)
@@ -99,7 +125,7 @@ def train_epoch(setup: Setup, state: TrainState, stop: SignalFlag) -> bool:
             state.epoch_seconds = time.perf_counter() - started
             return False
     # The epoch is whole: the generators move on to the next one.
-    state.order_rng, state.augment_rng = order_rng.get_state(), augment_rng.get_state()
+    state.order_rng, state.augment_rng = epoch.generator_states()
     state.epoch_seconds = time.perf_counter() - started
     return True
 

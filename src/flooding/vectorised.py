@@ -28,14 +28,14 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from flooding.augment import apply_plan, draw_plan
 from flooding.checkpoint import SignalFlag
 from flooding.config import RunConfig
 from flooding.evaluation import SUMS, epoch_row, scores
 from flooding.flood import flooded_loss
 from flooding.metrics import print_progress
 from flooding.optim import build_optimizer, optimizer_step
-from flooding.state import Setup, TrainState, learning_rate
+from flooding.state import Setup, TrainState
+from flooding.train import start_epoch
 
 # The fields in which the members of one stack may differ.
 STACK_FREE = ("flood_level", "flood_method")
@@ -93,29 +93,17 @@ class Stack:
         """train_epoch of flooding.train for every member at once; False when a signal
         stopped it part-way (the members' states then hold the partial epoch)."""
         setup, lead = self.setups[0], self.states[0]
-        cfg, data, device = setup.cfg, setup.data, setup.device
+        data, device = setup.data, setup.device
         configs = [s.cfg for s in self.setups]
         started = time.perf_counter() - sum(s.epoch_seconds for s in self.states)
-        order_rng = torch.Generator().set_state(lead.order_rng)
-        augment_rng = torch.Generator().set_state(lead.augment_rng)
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, lead.epochs_done + 1)
-        n_train = len(data.y_train)
-        order = torch.randperm(n_train, generator=order_rng).to(device)
-        plan = None
-        if cfg.augment:
-            plan = draw_plan(n_train, data.input_shape[1], data.augmentation, augment_rng, device)
+        epoch = start_epoch(setup, lead, self.optimizer)
         members = len(self.states)
         sums = {k: torch.zeros(members, dtype=torch.float64, device=device) for k in SUMS}
         if lead.epoch_sums:  # resumed part-way through the epoch
             sums = {k: torch.stack([s.epoch_sums[k] for s in self.states]).to(device) for k in SUMS}
         params = list(self.params.values())
         for b in range(lead.batches_done, len(setup.bounds)):
-            lo, hi = setup.bounds[b]
-            index = order[lo:hi]
-            x = setup.x["train"][index]
-            if plan is not None:
-                x = apply_plan(x, plan, index)
+            index, x = epoch.batch(setup, b)
             with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
                 logits = self.forward(x)
             y = data.y_train[index]
@@ -135,7 +123,7 @@ class Stack:
                 self._hand_back(sums, b + 1, time.perf_counter() - started)
                 return False
         for state in self.states:  # the epoch is whole: the generators move on
-            state.order_rng, state.augment_rng = order_rng.get_state(), augment_rng.get_state()
+            state.order_rng, state.augment_rng = epoch.generator_states()
         self._hand_back(sums, len(setup.bounds), time.perf_counter() - started)
         return True
 
