@@ -14,6 +14,9 @@ from flooding.report.tables import Cell, Row, Table, cells, needed, p_cell
 
 CHANGED_RUNS_SHOWN = 50
 
+# The first columns of a table with a row per setting and method.
+ROW_KEYS = ("dataset", "arch", "setting", "method")
+
 
 def chosen_level_table(chosen: pd.DataFrame, refs: pd.DataFrame) -> Table:
     """RQ2: chosen b per dataset, architecture, method and label noise, with the reference."""
@@ -103,10 +106,7 @@ def descent_table(descents: pd.DataFrame) -> Table:
     shown = settings.varying(descents, skip=("dataset", "arch")) if len(descents) else []
     head = [
         cells(
-            "dataset",
-            "arch",
-            "setting",
-            "method",
+            *ROW_KEYS,
             "double descent at b = 0",
             "validated b",
             "double descent at validated b",
@@ -152,10 +152,7 @@ def sharpness_table(comparison: pd.DataFrame) -> Table:
     """RQ4: flatness at b = 0 against the chosen b (rows of stats.compare on `sharpness`)."""
     head = [
         cells(
-            "dataset",
-            "arch",
-            "setting",
-            "method",
+            *ROW_KEYS,
             "seeds",
             "b = 0",
             "chosen b",
