@@ -70,7 +70,14 @@ echo "[check_floors] installed:"
 "$VENV/bin/python" -m pip list --format=freeze | grep -iE \
     '^(torch|torchvision|timm|numpy|pandas|pyarrow|snakemake|snakemake-interface-[a-z-]+|submitit|scipy|matplotlib|seaborn|scikit-learn|jsonschema|pyyaml|mnist1d)==' \
     | sed 's/^/  /'
-# The installed package, not the source tree on PYTHONPATH; the fast tests only.
+# The installed package, not the source tree on PYTHONPATH; the fast tests only. The
+# suite turns warnings into errors; an old release meeting today's versions of its own
+# dependencies warns of deprecations (matplotlib 3.8 under pyparsing 3.3, timm 1.0.3 under
+# a newer torch), which is no failure of the floor, so deprecation warnings (and
+# FutureWarning, torch's kind) are shown, not raised, here. The opt-in test of the
+# SLURM tests runs a pytest of its own, without these settings: it is left out.
 cd "$VENV" && OMP_NUM_THREADS=1 PATH="$VENV/bin:$PATH" PYTHONPATH= \
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not slurm and not slow and not browser" \
+    -W "default::DeprecationWarning" -W "default::FutureWarning" \
+    --deselect "$OLDPWD/tests/test_slurm_profile.py::test_slurm_tests_are_skipped_unless_asked_for" \
     --rootdir "$OLDPWD" -c "$OLDPWD/pyproject.toml" "$OLDPWD/tests"

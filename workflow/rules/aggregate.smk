@@ -15,8 +15,7 @@ rule aggregate:
     run:
         from flooding.aggregate import aggregate_runs
 
+        configs, cores = grid_configs(), local_cores()
         # output: metrics, then summary
-        account = aggregate_runs(
-            params.runs, *output, grid_configs(), local_cores()
-        )
+        account = aggregate_runs(params.runs, *output, configs, cores)
         Path(log[0]).write_text(account + "\n")

@@ -86,9 +86,11 @@ def power(n: int, effect: float, alpha: float = ALPHA) -> float:
     df = n - 1
     critical = stats.t.ppf(1 - alpha / 2, df)
     shift = effect * math.sqrt(n)
-    upper = float(stats.nct.sf(critical, df, shift))
-    # The far tail: scipy returns NaN where it underflows, and it is 0 there.
-    lower = float(np.nan_to_num(stats.nct.cdf(-critical, df, shift)))
+    # The far tail underflows: scipy returns NaN there (older releases also warn of a
+    # division by zero), and it is 0.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        upper = float(stats.nct.sf(critical, df, shift))
+        lower = float(np.nan_to_num(stats.nct.cdf(-critical, df, shift)))
     return upper + lower
 
 
