@@ -14,11 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import test_train
+import torch
 
 import flooding.train
-from flooding.checkpoint import EXIT_CHECKPOINTED
+from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED, PREVIOUS_CHECKPOINT_FILE
 from flooding.config import ConfigError, RunConfig
 from flooding.pack import Member, read_spec, run_pack, stacks, write_spec
+from flooding.state import TrainState
 from flooding.train import Runtime, run
 
 # test_train's tiny spiral, shorter and with noisy labels.
@@ -199,12 +201,51 @@ def test_a_vectorised_pack_stopped_half_way_resumes(tmp_path, stop_signal):
     assert run_pack(uninterrupted, RUNTIME, vectorise=True) == 0
     for member, whole in zip(pack, uninterrupted, strict=True):
         assert record(member.out)["status"] == "completed"
-        resumed, reference = reproducible(member.out), reproducible(whole.out)
-        if stop_signal == signal.SIGTERM:
-            # Every member checkpointed at the same batch: one stack again, bit for bit.
-            pd.testing.assert_frame_equal(resumed, reference)
-        else:
-            # From the last checkpoints: one stack again when the kill left them at one
-            # epoch (bit for bit), one by one when it fell between their saves (to float
-            # tolerance); either way every member completes with the same metrics.
-            pd.testing.assert_frame_equal(resumed, reference, rtol=1e-4, atol=1e-6)
+        # SIGTERM: every member checkpointed at the same batch. SIGKILL: at the same epoch,
+        # or between their saves, and then rewound to one point (the next test makes sure
+        # of that case). Either way one stack again, bit for bit.
+        pd.testing.assert_frame_equal(reproducible(member.out), reproducible(whole.out))
+        assert not (member.out / PREVIOUS_CHECKPOINT_FILE).exists()
+
+
+class Killed(BaseException):
+    """A SIGKILL, in process: nothing of the pack runs after it."""
+
+
+@pytest.mark.parametrize("saves_before_kill", [1, 5], ids=["in-first-save", "in-second-save"])
+def test_a_stack_killed_between_its_members_saves_resumes_as_one(
+    tmp_path, monkeypatch, capsys, saves_before_kill
+):
+    stacked = [dataclasses.replace(c, epochs=4) for c in STACKABLE[:3] + STACKABLE[4:]]
+    runtime = dataclasses.replace(RUNTIME, checkpoint_every=1)
+    saved, save = [], TrainState.save
+
+    def save_then_die(state, setup, keep_previous=False):
+        save(state, setup, keep_previous)
+        saved.append(setup.runtime.out)
+        if len(saved) == saves_before_kill:
+            raise Killed
+
+    monkeypatch.setattr(TrainState, "save", save_then_die)
+    pack = members(tmp_path / "pack", stacked)
+    with pytest.raises(Killed):
+        run_pack(pack, runtime, vectorise=True)
+    monkeypatch.undo()
+    # The kill fell after the first member's save of an epoch: it stands ahead of the rest.
+    done = saves_before_kill // len(stacked) + 1
+    behind = [done - 1 if done > 1 else None] * (len(stacked) - 1)
+    assert [epochs_saved(m.out) for m in pack] == [done, *behind]
+    capsys.readouterr()
+    assert run_pack(pack, runtime, vectorise=True) == 0
+    assert f"pack: {len(stacked)} runs trained as one stacked model" in capsys.readouterr().out
+    uninterrupted = members(tmp_path / "whole", stacked)
+    assert run_pack(uninterrupted, runtime, vectorise=True) == 0
+    for member, whole in zip(pack, uninterrupted, strict=True):
+        pd.testing.assert_frame_equal(reproducible(member.out), reproducible(whole.out))
+
+
+def epochs_saved(out: Path) -> int | None:
+    """The epochs done in the run's checkpoint; None without one."""
+    if not (out / CHECKPOINT_FILE).exists():
+        return None
+    return torch.load(out / CHECKPOINT_FILE, weights_only=True)["epochs_done"]

@@ -9,6 +9,8 @@ opening a checkpoint never runs code from the file.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import sys
 import threading
@@ -20,6 +22,9 @@ import torch
 from flooding.atomic import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
+# The checkpoint before the last, kept by the members of a stack (flooding.vectorised):
+# a kill between their saves leaves some one checkpoint ahead of the rest.
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.pt"
 FORMAT_VERSION = 2  # 2: the fields of flooding.state.TrainState
 # Exit code after a checkpoint forced by SIGTERM/SIGUSR2: EX_TEMPFAIL from sysexits.h,
 # "temporary failure, try again". The run is incomplete but resumable: rerunning the same
@@ -28,13 +33,26 @@ EXIT_CHECKPOINTED = 75
 CHECKPOINT_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 
 
-def save_checkpoint(out: Path, state: dict[str, Any]) -> None:
-    """Write a TrainState snapshot (plain values and CPU tensors) atomically."""
+def save_checkpoint(out: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
+    """Write a TrainState snapshot (plain values and CPU tensors) atomically; with
+    keep_previous the checkpoint it replaces stays, as PREVIOUS_CHECKPOINT_FILE."""
     payload = {"format_version": FORMAT_VERSION, **state}
-    atomic_write(out / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
+    current = out / CHECKPOINT_FILE
+    if keep_previous and current.exists():
+        atomic_write(out / PREVIOUS_CHECKPOINT_FILE, lambda tmp: _link_or_copy(current, tmp))
+    atomic_write(current, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(out: Path, expected_hash: str) -> dict[str, Any] | None:
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:  # a hard link costs nothing: the save that follows replaces the name, not the file
+        os.link(source, target)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(source, target)
+
+
+def load_checkpoint(
+    out: Path, expected_hash: str, name: str = CHECKPOINT_FILE
+) -> dict[str, Any] | None:
     """The saved TrainState fields in `out`, or None if there is none to resume.
 
     A checkpoint written by another config (the settings of a run changed while its output
@@ -42,7 +60,7 @@ def load_checkpoint(out: Path, expected_hash: str) -> dict[str, Any] | None:
     stale: resuming it would mix two experiments, so the run starts afresh and the next
     save replaces it.
     """
-    path = out / CHECKPOINT_FILE
+    path = out / name
     if not path.exists():
         return None
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -65,8 +83,9 @@ def load_checkpoint(out: Path, expected_hash: str) -> dict[str, Any] | None:
 
 
 def remove_checkpoint(out: Path) -> None:
-    """Drop the checkpoint of a finished run: it is large and no longer needed."""
-    (out / CHECKPOINT_FILE).unlink(missing_ok=True)
+    """Drop the checkpoints of a finished run: they are large and no longer needed."""
+    for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):
+        (out / name).unlink(missing_ok=True)
 
 
 def to_cpu(tree: Any) -> Any:

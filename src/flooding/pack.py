@@ -191,11 +191,12 @@ def train_stack(
     members: list[Member], runtime: Runtime, load: DataSource, stop: SignalFlag
 ) -> list[int] | None:
     """Exit codes of members trained as one stack; None when they stand at different
-    points (some resumed from other epochs than the rest) and must train one by one."""
+    points (some resumed from other epochs than the rest, as when a member was added) and
+    must train one by one."""
     from flooding.checkpoint import EXIT_CHECKPOINTED
     from flooding.metrics import now_iso
     from flooding.train import finish, prepare, report_interrupted
-    from flooding.vectorised import Stack, can_stack, fit_stack
+    from flooding.vectorised import Stack, can_stack, fit_stack, rewind_to_common_point
 
     runtimes = [dataclasses.replace(runtime, out=m.out) for m in members]
     started, prepared = now_iso(), []
@@ -212,6 +213,7 @@ def train_stack(
         for member, member_runtime in zip(members, runtimes, strict=True):
             with member_log(member.out):
                 prepared.append(prepare(member.config, member_runtime, load))
+        prepared = rewind_to_common_point(prepared)
         if not can_stack([state for _, state in prepared]):
             return None
         print(f"pack: {len(members)} runs trained as one stacked model", flush=True)

@@ -111,9 +111,10 @@ class TrainState:
             cuda_rng=_cuda_rng(setup.device),
         )
 
-    def save(self, setup: Setup) -> None:
+    def save(self, setup: Setup, keep_previous: bool = False) -> None:
         self.torch_rng, self.cuda_rng = torch.get_rng_state(), _cuda_rng(setup.device)
-        save_checkpoint(setup.runtime.out, {k: _snapshot(v) for k, v in vars(self).items()})
+        snapshot = {k: _snapshot(v) for k, v in vars(self).items()}
+        save_checkpoint(setup.runtime.out, snapshot, keep_previous)
         write_metrics(setup.runtime.out, self.rows, setup.cfg, setup.data.bayes_error)
 
     def restore(self, saved: dict[str, object], setup: Setup) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from flooding.checkpoint import SignalFlag
+from flooding.checkpoint import PREVIOUS_CHECKPOINT_FILE, SignalFlag, load_checkpoint
 from flooding.config import RunConfig
 from flooding.evaluation import SUMS, epoch_row, scores
 from flooding.flood import flooded_loss
@@ -46,11 +46,45 @@ def stack_key(cfg: RunConfig) -> tuple[tuple[str, Any], ...]:
     return tuple((k, v) for k, v in cfg.to_dict().items() if k not in STACK_FREE)
 
 
+def point(state: TrainState) -> tuple[int, int, int]:
+    """Where a run stands: epochs done, batches of the next, metric rows."""
+    return state.epochs_done, state.batches_done, len(state.rows)
+
+
 def can_stack(states: list[TrainState]) -> bool:
     """Members stack when they stand at the same point: all fresh, or all resumed from
-    checkpoints of the same epoch and batch (as a killed stack leaves them)."""
-    points = {(s.epochs_done, s.batches_done, len(s.rows)) for s in states}
-    return len(states) > 1 and len(points) == 1
+    checkpoints of the same epoch and batch (as a stopped stack leaves them)."""
+    return len(states) > 1 and len({point(s) for s in states}) == 1
+
+
+def rewind_to_common_point(
+    prepared: list[tuple[Setup, TrainState]],
+) -> list[tuple[Setup, TrainState]]:
+    """The members of a killed stack, all standing at one point again where they can.
+
+    A stack saves its members one after another, so a kill between two saves leaves the
+    first members one checkpoint ahead of the rest. Each of them kept its previous
+    checkpoint (or had none, when the kill fell in the first save), which stands where the
+    rest do: resumed from it, the stack trains on as one, bit for bit as if never killed,
+    instead of one by one.
+    """
+    behind = min(point(state) for _, state in prepared)
+    rewound = []
+    for setup, state in prepared:
+        if point(state) != behind:
+            earlier = load_checkpoint(
+                setup.runtime.out, state.config_hash, PREVIOUS_CHECKPOINT_FILE
+            )
+            if earlier is not None and _saved_point(earlier) == behind:
+                state.restore(earlier, setup)
+            elif earlier is None and behind == (0, 0, 0):
+                state = TrainState.start(setup)
+        rewound.append((setup, state))
+    return rewound
+
+
+def _saved_point(saved: dict[str, Any]) -> tuple[int, int, int]:
+    return saved["epochs_done"], saved["batches_done"], len(saved["rows"])
 
 
 @dataclass(eq=False)
@@ -139,12 +173,13 @@ class Stack:
                     buffer.copy_(self.buffers[name][m])
 
     def save(self, members: list[int]) -> None:
-        """Checkpoint the given members, each in its own folder, as a solo run would."""
+        """Checkpoint the given members, each in its own folder, as a solo run would, and
+        keep their previous checkpoints (see rewind_to_common_point)."""
         stacked = self.optimizer.state_dict()
         shapes = [p.shape for p in self.params.values()]
         for m in members:
             self.states[m].optimizer.load_state_dict(_member(stacked, m, shapes))
-            self.states[m].save(self.setups[m])
+            self.states[m].save(self.setups[m], keep_previous=True)
 
 
 def member_grad_norms(params: list[torch.Tensor]) -> torch.Tensor:
