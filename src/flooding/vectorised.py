@@ -66,7 +66,8 @@ def rewind_to_common_point(
     first members one checkpoint ahead of the rest. Each of them kept its previous
     checkpoint (or had none, when the kill fell in the first save), which stands where the
     rest do: resumed from it, the stack trains on as one, bit for bit as if never killed,
-    instead of one by one.
+    instead of one by one. (A member ahead of fresh ones without an earlier checkpoint
+    starts afresh with them: the epochs it had are trained again, within the stack.)
     """
     behind = min(point(state) for _, state in prepared)
     rewound = []
