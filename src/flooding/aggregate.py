@@ -126,21 +126,14 @@ def retrain_command(run_dir: str) -> str:
 
 def damaged_row(run_dir: str, reason: str, config: dict[str, Any]) -> dict[str, Any]:
     """The summary row of a run with damaged outputs: a failed run without epochs."""
-    row: dict[str, Any] = {
-        **config,
+    record = {
+        "config": config,
         "config_hash": None,
-        "run_dir": run_dir,
         "status": "failed",
         "error": f"damaged output: {reason}; retrain with: {retrain_command(run_dir)}",
         "epochs_completed": 0,
-        "bayes_error": math.nan,
     }
-    row |= dict.fromkeys(ENVIRONMENT_COLUMNS)
-    row |= dict.fromkeys(MEASURE_COLUMNS, math.nan)
-    row["best_epoch"] = None
-    for name in SUMMARY_METRICS:
-        row[f"final_{name}"] = row[f"best_{name}"] = math.nan
-    return row
+    return summarise(run_dir, pd.DataFrame(columns=METRICS_COLUMNS), record)
 
 
 def aggregate(

@@ -137,6 +137,8 @@ class Stack:
         if lead.epoch_sums:  # resumed part-way through the epoch
             sums = {k: torch.stack([s.epoch_sums[k] for s in self.states]).to(device) for k in SUMS}
         params = list(self.params.values())
+        # iflood counts flooded samples, flood counts flooded batches (as epoch_row reads).
+        per_sample = torch.tensor([c.flood_method == "iflood" for c in configs], device=device)
         for b in range(lead.batches_done, len(setup.bounds)):
             index, x = epoch.batch(setup, b)
             with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
@@ -151,9 +153,8 @@ class Stack:
             sums["grad_norm"] += member_grad_norms(params)
             optimizer_step(self.optimizer)
             sums["batch_loss"] += torch.stack([r.unflooded for r in results])
-            weights = [len(index) if c.flood_method == "iflood" else 1 for c in configs]
             frac = torch.stack([r.flooded_frac for r in results])
-            sums["flooded"] += frac * torch.tensor(weights, device=device)
+            sums["flooded"] += torch.where(per_sample, frac * len(index), frac)
             if stop.received is not None and b + 1 < len(setup.bounds):
                 self._hand_back(sums, b + 1, time.perf_counter() - started)
                 return False

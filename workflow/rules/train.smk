@@ -25,10 +25,11 @@ rule train:
 
 
 # One job per pack: several runs trained by one process (see the config's `pack`); those
-# that differ only in flood level or method train as one stacked model (docs/packs.md). The spec lists every member's folder and config, and the pack's name
-# ends in a digest of them, so a changed member set is a new job; the engine skips members
-# already finished with the same config, so only new or changed runs train. The output is
-# a marker, not the members' files: Snakemake deletes a job's existing outputs before
+# that differ only in flood level or method train as one stacked model (docs/packs.md).
+# The spec lists every member's folder and config, and the pack's name ends in a digest
+# of them, so a changed member set is a new job; the engine skips members already
+# finished with the same config, so only new or changed runs train. The output is a
+# marker, not the members' files: Snakemake deletes a job's existing outputs before
 # running it, which would throw away finished members.
 rule train_pack:
     input:
