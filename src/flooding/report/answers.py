@@ -117,10 +117,11 @@ def curves(a: Analysis) -> Section:
         "below b, so that the update climbed."
     )
     detector = (
-        "Double descent, per setting: the detector looks at the mean test-loss curve over seeds "
+        "Double descent, per setting: the detector looks at the mean test-loss curve over seeds, "
+        "smoothed by a running median over three epochs so that a one-epoch spike is no peak, "
         f"for a minimum, a rise of at least {100 * diagnostics.TURN:g} % above it and a fall of "
-        f"at least {100 * diagnostics.TURN:g} % below the peak, for b = 0 and for the b with the "
-        "best mean validation accuracy."
+        f"at least {100 * diagnostics.TURN:g} % below the peak that lasts to the last epoch, for "
+        "b = 0 and for the b with the best mean validation accuracy."
     )
     descent = Part("Double descent", [detector], tables=[answer_tables.descent_table(a.descents)])
     return Section(

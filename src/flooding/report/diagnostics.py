@@ -11,7 +11,9 @@
   ends at least that far below the peak. A wiggle on a curve that keeps climbing (as an
   overfitting b = 0 run's does) is no second descent. Relative changes, so the same
   threshold serves every loss scale; 5 % is well above the epoch-to-epoch noise of a mean
-  over seeds, and well below the rises the paper shows.
+  over seeds, and well below the rises the paper shows. The curve is first smoothed by a
+  running median over three epochs, so a one-epoch spike (one bad step of one seed lifts
+  the mean for an epoch) is no peak, while a rise that lasts two epochs or more is kept.
 """
 
 from __future__ import annotations
@@ -42,15 +44,17 @@ def double_descent(
 ) -> DoubleDescent | None:
     """The largest rise-then-fall of `loss` over `epochs` that passes `turn`, or None.
 
-    Every epoch is a candidate peak: its rise is measured from the lowest loss before it,
-    its fall to the loss at the last epoch (a second descent that lasts); the candidate
-    with the largest rise among those passing both thresholds is returned, with the
-    lowest point after it as the second minimum. NaN epochs are skipped.
+    NaN epochs are skipped, and the rest is smoothed by `running_median`. Every epoch is
+    then a candidate peak: its rise is measured from the lowest loss before it, its fall
+    to the loss at the last epoch (a second descent that lasts); the candidate with the
+    largest rise among those passing both thresholds is returned, with the lowest point
+    after it as the second minimum. Rise and fall are those of the smoothed curve.
     """
     keep = ~np.isnan(loss)
     epochs, loss = np.asarray(epochs)[keep], np.asarray(loss, dtype=float)[keep]
     if len(loss) < 3:
         return None
+    loss = running_median(loss)
     before = np.minimum.accumulate(loss)[:-2]  # lowest up to each epoch, peaks at 1..n-2
     peaks = loss[1:-1]
     rise = peaks / before - 1.0
@@ -68,6 +72,17 @@ def double_descent(
         float(rise[index - 1]),
         float(fall[index - 1]),
     )
+
+
+def running_median(values: np.ndarray) -> np.ndarray:
+    """Each inner value replaced by the median of itself and its two neighbours.
+
+    The first and last values stay as they are: a median over two would be their mean,
+    which would carry a spike at the second-to-last epoch into the last one.
+    """
+    smoothed = values.copy()
+    smoothed[1:-1] = np.median(np.stack([values[:-2], values[1:-1], values[2:]]), axis=0)
+    return smoothed
 
 
 def edge_of_grid(runs: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
