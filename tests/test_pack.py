@@ -212,36 +212,60 @@ class Killed(BaseException):
     """A SIGKILL, in process: nothing of the pack runs after it."""
 
 
-@pytest.mark.parametrize("saves_before_kill", [1, 5], ids=["in-first-save", "in-second-save"])
-def test_a_stack_killed_between_its_members_saves_resumes_as_one(
-    tmp_path, monkeypatch, capsys, saves_before_kill
-):
-    stacked = [dataclasses.replace(c, epochs=4) for c in STACKABLE[:3] + STACKABLE[4:]]
-    runtime = dataclasses.replace(RUNTIME, checkpoint_every=1)
+# Four members of four epochs, checkpointed every epoch: kills can fall between saves.
+KILLABLE = [dataclasses.replace(c, epochs=4) for c in STACKABLE[:3] + STACKABLE[4:]]
+EVERY_EPOCH = dataclasses.replace(RUNTIME, checkpoint_every=1)
+
+
+def run_killed_after(saves: int, pack: list[Member], monkeypatch) -> None:
+    """Train the pack as a stack and kill it right after its `saves`-th checkpoint save."""
     saved, save = [], TrainState.save
 
     def save_then_die(state, setup, keep_previous=False):
         save(state, setup, keep_previous)
         saved.append(setup.runtime.out)
-        if len(saved) == saves_before_kill:
+        if len(saved) == saves:
             raise Killed
 
     monkeypatch.setattr(TrainState, "save", save_then_die)
-    pack = members(tmp_path / "pack", stacked)
     with pytest.raises(Killed):
-        run_pack(pack, runtime, vectorise=True)
+        run_pack(pack, EVERY_EPOCH, vectorise=True)
     monkeypatch.undo()
-    # The kill fell after the first member's save of an epoch: it stands ahead of the rest.
-    done = saves_before_kill // len(stacked) + 1
-    behind = [done - 1 if done > 1 else None] * (len(stacked) - 1)
-    assert [epochs_saved(m.out) for m in pack] == [done, *behind]
+
+
+def assert_resumes_as_one_uninterrupted_stack(pack: list[Member], root: Path, capsys) -> None:
     capsys.readouterr()
-    assert run_pack(pack, runtime, vectorise=True) == 0
-    assert f"pack: {len(stacked)} runs trained as one stacked model" in capsys.readouterr().out
-    uninterrupted = members(tmp_path / "whole", stacked)
-    assert run_pack(uninterrupted, runtime, vectorise=True) == 0
+    assert run_pack(pack, EVERY_EPOCH, vectorise=True) == 0
+    assert f"pack: {len(pack)} runs trained as one stacked model" in capsys.readouterr().out
+    uninterrupted = members(root, [m.config for m in pack])
+    assert run_pack(uninterrupted, EVERY_EPOCH, vectorise=True) == 0
     for member, whole in zip(pack, uninterrupted, strict=True):
         pd.testing.assert_frame_equal(reproducible(member.out), reproducible(whole.out))
+
+
+@pytest.mark.parametrize("saves_before_kill", [1, 5], ids=["in-first-save", "in-second-save"])
+def test_a_stack_killed_between_its_members_saves_resumes_as_one(
+    tmp_path, monkeypatch, capsys, saves_before_kill
+):
+    pack = members(tmp_path / "pack", KILLABLE)
+    run_killed_after(saves_before_kill, pack, monkeypatch)
+    # The kill fell after the first member's save of an epoch: it stands ahead of the rest.
+    done = saves_before_kill // len(KILLABLE) + 1
+    behind = [done - 1 if done > 1 else None] * (len(KILLABLE) - 1)
+    assert [epochs_saved(m.out) for m in pack] == [done, *behind]
+    assert_resumes_as_one_uninterrupted_stack(pack, tmp_path / "whole", capsys)
+
+
+@pytest.mark.parametrize("saves_before_kill", [1, 5], ids=["in-first-save", "in-second-save"])
+def test_a_stack_killed_again_right_after_a_rewind_resumes_as_one(
+    tmp_path, monkeypatch, capsys, saves_before_kill
+):
+    # The rerun rewinds the first member and is killed after that member's next save: its
+    # previous checkpoint must then be the point it was rewound to, as the others' are.
+    pack = members(tmp_path / "pack", KILLABLE)
+    run_killed_after(saves_before_kill, pack, monkeypatch)
+    run_killed_after(1, pack, monkeypatch)
+    assert_resumes_as_one_uninterrupted_stack(pack, tmp_path / "whole", capsys)
 
 
 def epochs_saved(out: Path) -> int | None:

@@ -82,6 +82,12 @@ def load_checkpoint(
     return payload
 
 
+def rewind_checkpoint(out: Path) -> None:
+    """Make the previous checkpoint the current one again, so that the files agree with a
+    run resumed from it (and the next save keeps it as the previous one)."""
+    os.replace(out / PREVIOUS_CHECKPOINT_FILE, out / CHECKPOINT_FILE)
+
+
 def remove_checkpoint(out: Path) -> None:
     """Drop the checkpoints of a finished run: they are large and no longer needed."""
     for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE):

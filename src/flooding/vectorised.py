@@ -28,7 +28,13 @@ from typing import Any
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from flooding.checkpoint import PREVIOUS_CHECKPOINT_FILE, SignalFlag, load_checkpoint
+from flooding.checkpoint import (
+    PREVIOUS_CHECKPOINT_FILE,
+    SignalFlag,
+    load_checkpoint,
+    remove_checkpoint,
+    rewind_checkpoint,
+)
 from flooding.config import RunConfig
 from flooding.evaluation import SUMS, epoch_row, scores
 from flooding.flood import flooded_loss
@@ -76,10 +82,14 @@ def rewind_to_common_point(
             earlier = load_checkpoint(
                 setup.runtime.out, state.config_hash, PREVIOUS_CHECKPOINT_FILE
             )
+            # The files go back with the state: a kill after the next save must find the
+            # common point again as the previous checkpoint.
             if earlier is not None and _saved_point(earlier) == behind:
                 state.restore(earlier, setup)
+                rewind_checkpoint(setup.runtime.out)
             elif earlier is None and behind == (0, 0, 0):
                 state = TrainState.start(setup)
+                remove_checkpoint(setup.runtime.out)
         rewound.append((setup, state))
     return rewound
 
