@@ -33,7 +33,8 @@ from flooding.config import RunConfig
 from flooding.data import DataBundle
 from flooding.data.sampling import stream_seed
 from flooding.models import build_model
-from flooding.train import Runtime, resolve_device, train_run
+from flooding.runtime import Runtime, resolve_device
+from flooding.train import train_run
 
 EVAL_BATCH = 1024
 

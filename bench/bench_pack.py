@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from flooding.config import RunConfig
-from flooding.grid import train_arguments
+from flooding.jobs import train_arguments
 from flooding.pack import Member, write_spec
 
 ROOT = Path(__file__).resolve().parent.parent

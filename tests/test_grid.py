@@ -16,13 +16,12 @@ from flooding.cli import train_parser
 from flooding.config import RunConfig
 from flooding.grid import (
     GridError,
-    Resources,
     expand_grid,
     flood_settings,
     format_number,
     run_path,
-    train_arguments,
 )
+from flooding.jobs import Resources, train_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,7 +32,7 @@ def test_the_step_equals_torchs_step(name: str) -> None:
 def test_an_sgd_run_does_not_import_dynamo(tmp_path) -> None:
     code = (
         "import sys; from pathlib import Path; from flooding.config import RunConfig\n"
-        "from flooding.train import Runtime, run\n"
+        "from flooding.runtime import Runtime\nfrom flooding.train import run\n"
         "cfg = RunConfig(train_size=100, test_size=50, mlp_width=8, epochs=2, batch_size=20)\n"
         "assert run(cfg, Runtime(out=Path(sys.argv[1]), device='cpu', threads=1, "
         "checkpoint_every=1)) == 0\n"

@@ -20,8 +20,9 @@ import flooding.train
 from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED, PREVIOUS_CHECKPOINT_FILE
 from flooding.config import ConfigError, RunConfig
 from flooding.pack import Member, read_spec, run_pack, stacks, write_spec
+from flooding.runtime import Runtime
 from flooding.state import TrainState
-from flooding.train import Runtime, run
+from flooding.train import run
 
 # test_train's tiny spiral, shorter and with noisy labels.
 TINY = dataclasses.replace(test_train.TINY, epochs=3, label_noise=0.1)
@@ -273,3 +274,28 @@ def epochs_saved(out: Path) -> int | None:
     if not (out / CHECKPOINT_FILE).exists():
         return None
     return torch.load(out / CHECKPOINT_FILE, weights_only=True)["epochs_done"]
+
+
+class FieldsRead:
+    """A RunConfig that records which of its fields are read."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self._cfg, self.read = cfg, set()
+
+    def __getattr__(self, name: str) -> object:
+        self.read.add(name)
+        return getattr(self._cfg, name)
+
+
+@pytest.mark.parametrize("dataset", ["gaussians", "spiral", "sinusoid", "digits", "mnist1d"])
+def test_members_share_data_only_where_loading_reads_the_same_fields(dataset):
+    """A pack lets members equal in the fields declared `data` share one loaded copy
+    (flooding.pack.data_key): loading must read no other field, or a new setting that
+    changes the data would be shared across members that differ in it."""
+    from flooding.config import data_fields
+    from flooding.data import load_data
+
+    cfg = FieldsRead(RunConfig(dataset=dataset, train_size=100, test_size=50, label_noise=0.1))
+    load_data(cfg, Path("unused"), torch.device("cpu"))
+    assert cfg.read, "the recorder saw no field"
+    assert cfg.read <= set(data_fields()), sorted(cfg.read - set(data_fields()))

@@ -13,7 +13,8 @@ from flooding.config import RunConfig
 from flooding.metrics import RUN_FILE, RUN_RECORD_DOCS, write_run_json
 from flooding.reference import main as docs_main
 from flooding.reference import summary_columns
-from flooding.train import Runtime, run
+from flooding.runtime import Runtime
+from flooding.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

@@ -18,13 +18,9 @@ import flooding.train
 from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED
 from flooding.config import ConfigError, RunConfig, config_hash, validate, validate_data
 from flooding.metrics import EPOCH_COLUMNS, metrics_schema
-from flooding.train import (
-    Runtime,
-    batch_bounds,
-    learning_rate,
-    resolve_device,
-    run,
-)
+from flooding.runtime import Runtime, resolve_device
+from flooding.state import batch_bounds, learning_rate
+from flooding.train import run
 
 TINY = RunConfig(
     dataset="spiral",

@@ -16,7 +16,8 @@ import pytest
 from flooding.atomic import atomic_write
 from flooding.checkpoint import CHECKPOINT_FILE, EXIT_CHECKPOINTED
 from flooding.config import RunConfig
-from flooding.train import Runtime, run
+from flooding.runtime import Runtime
+from flooding.train import run
 
 # About 40 ms an epoch on one thread, 40 epochs: long enough to be interrupted part-way
 # three times (each start trains about three epochs before it is killed).

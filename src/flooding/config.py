@@ -17,7 +17,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from flooding.archs import ARCHS, describe_archs, family
 from flooding.data.registry import DATASETS
+from flooding.methods import METHODS, describe_methods
 from flooding.validation import (
     Choice,
     ConfigError,
@@ -29,15 +31,44 @@ from flooding.validation import (
     split_sizes,
 )
 
-__all__ = ["ConfigError", "RunConfig", "config_hash", "validate", "validate_data"]
-
-# Architectures built by flooding.models without asking timm whether it knows the name.
-KNOWN_ARCHS = ("mlp", "resnet_tiny", "resnet18", "resnet34", "resnet50")
+__all__ = ["ConfigError", "GridAxis", "RunConfig", "config_hash", "validate", "validate_data"]
 
 
-def setting(default: Any, help: str, check: Constraint | None = None) -> Any:
-    """A RunConfig field: its default, its help text and the constraint on its values."""
-    return field(default=default, metadata={"help": help, "check": check})
+@dataclass(frozen=True)
+class GridAxis:
+    """How a RunConfig field is an axis of the workflow's grid.
+
+    `block` is the config entry that lists its values: "datasets" and "archs" (entries
+    with their own settings), "flood" (methods and levels), "seeds", or "regularisers".
+    Regulariser axes are generic: declaring one on a field is all it takes for the schema's
+    `regularisers` block, the grid's product, the run path, packing (`pack: {by: [name]}`)
+    and the report's RQ3 columns to know it.
+    """
+
+    block: str
+    # Regularisers: the run path shows the value after this key ("wd0.0005"), and
+    # leaves it out at the field's default unless always_in_path (so that a new axis
+    # keeps the paths of the runs that do not use it).
+    path_key: str = ""
+    always_in_path: bool = False
+    # Applies only to datasets of images (a vector dataset keeps only the default value).
+    images_only: bool = False
+
+
+def setting(
+    default: Any,
+    help: str,
+    check: Constraint | None = None,
+    *,
+    axis: GridAxis | None = None,
+    data: bool = False,
+) -> Any:
+    """A RunConfig field: its default, its help text, the constraint on its values, the
+    grid axis it is (if any), and whether loading the data reads it (`data`: runs equal in
+    every such field share one loaded copy of the data, flooding.pack)."""
+    return field(
+        default=default, metadata={"help": help, "check": check, "axis": axis, "data": data}
+    )
 
 
 @dataclass(frozen=True)
@@ -48,34 +79,41 @@ class RunConfig:
         "spiral",
         "dataset name (synthetic, packaged or torchvision-format)",
         Choice(tuple(sorted(DATASETS))),
+        axis=GridAxis("datasets"),
+        data=True,
     )
     train_size: int = setting(
         0,
         "samples for train+validation before the split; 0 = dataset default",
         Range(integer=True, minimum=0, text="0 (dataset default) or a positive size"),
+        data=True,
     )
     test_size: int = setting(
         0,
         "test samples; 0 = dataset default",
         Range(integer=True, minimum=0, text="0 (dataset default) or a positive size"),
+        data=True,
     )
     val_fraction: float = setting(
         0.2,
         "fraction of train_size held out for validation",
         Range(exclusive_minimum=0, exclusive_maximum=1),
+        data=True,
     )
     label_noise: float = setting(
         0.0,
         "fraction of train and validation labels flipped to another class",
         Range(minimum=0, exclusive_maximum=1),
+        axis=GridAxis("datasets"),
+        data=True,
     )
-    gaussians_mean: float = setting(1.0, "two Gaussians: the second class has mean m*1", Range())
+    gaussians_mean: float = setting(
+        1.0, "two Gaussians: the second class has mean m*1", Range(), data=True
+    )
     spiral_noise: float = setting(
-        0.3, "spiral: std of the Gaussian noise added to x", Range(minimum=0)
+        0.3, "spiral: std of the Gaussian noise added to x", Range(minimum=0), data=True
     )
-    arch: str = setting(
-        "mlp", "mlp, resnet_tiny, resnet18, resnet34, resnet50 or a timm model name"
-    )
+    arch: str = setting("mlp", describe_archs(), axis=GridAxis("archs"))
     mlp_depth: int = setting(4, "MLP: number of hidden layers", Range(integer=True, minimum=0))
     mlp_width: int = setting(500, "MLP: units per hidden layer", Range(integer=True, minimum=1))
     mlp_batchnorm: bool = setting(
@@ -86,7 +124,12 @@ class RunConfig:
     momentum: float = setting(
         0.9, "SGD momentum (ignored by adam)", Range(minimum=0, exclusive_maximum=1)
     )
-    weight_decay: float = setting(0.0, "L2 weight decay", Range(minimum=0))
+    weight_decay: float = setting(
+        0.0,
+        "L2 weight decay",
+        Range(minimum=0),
+        axis=GridAxis("regularisers", path_key="wd", always_in_path=True),
+    )
     lr_schedule: str = setting(
         "none",
         "none, cosine, or step (x0.1 at 50% and 75% of the epochs)",
@@ -99,13 +142,17 @@ class RunConfig:
         "with PyTorch's DataLoader (run.json records the size used)",
         Range(integer=True, minimum=1),
     )
-    augment: bool = setting(False, "random crop (and flip for CIFAR) on the device; images only")
-    flood_method: str = setting(
-        "flood",
-        "flood (mini-batch mean, the paper) or iflood (per sample)",
-        Choice(("flood", "iflood")),
+    augment: bool = setting(
+        False,
+        "random crop (and flip for CIFAR) on the device; images only",
+        axis=GridAxis("regularisers", path_key="aug", always_in_path=True, images_only=True),
     )
-    flood_level: float = setting(0.0, "flood level b; 0 = ordinary training", Range(minimum=0))
+    flood_method: str = setting(
+        "flood", describe_methods(), Choice(tuple(METHODS)), axis=GridAxis("flood")
+    )
+    flood_level: float = setting(
+        0.0, "flood level b; 0 = ordinary training", Range(minimum=0), axis=GridAxis("flood")
+    )
     seed: int = setting(
         0,
         "seed for data, split, noise, init and batch order",
@@ -115,6 +162,8 @@ class RunConfig:
             exclusive_maximum=2**63,
             text="an integer with 0 <= seed < 2**63",
         ),
+        axis=GridAxis("seeds"),
+        data=True,
     )
     sharpness_directions: int = setting(
         8,
@@ -139,6 +188,34 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+def axis_fields(block: str | None = None) -> list[dataclasses.Field[Any]]:
+    """The RunConfig fields that are grid axes (of one config block, if given)."""
+    return [
+        f
+        for f in dataclasses.fields(RunConfig)
+        if f.metadata["axis"] is not None and block in (None, f.metadata["axis"].block)
+    ]
+
+
+def regulariser_fields() -> list[dataclasses.Field[Any]]:
+    """The regulariser axes, in declaration order (the schema's `regularisers` block)."""
+    return axis_fields("regularisers")
+
+
+def pack_axes() -> dict[str, tuple[str, ...]]:
+    """What a pack may group over (the config's `pack: {by: [...]}`): runs differing only
+    in these fields can share a job. The flood method and level go together."""
+    axes = {"flood": tuple(f.name for f in axis_fields("flood"))}
+    axes["seed"] = tuple(f.name for f in axis_fields("seeds"))
+    axes |= {f.name: (f.name,) for f in regulariser_fields()}
+    return axes
+
+
+def data_fields() -> tuple[str, ...]:
+    """The fields that loading the data reads: runs equal in them share the loaded data."""
+    return tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata["data"])
+
+
 def config_hash(cfg: RunConfig) -> str:
     """Stable identity of a run: sha256 of the canonical JSON of to_dict(), 16 hex chars."""
     canonical = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -146,12 +223,12 @@ def config_hash(cfg: RunConfig) -> str:
 
 
 def _check_arch(arch: str) -> None:
-    if arch in KNOWN_ARCHS:
+    if arch in ARCHS:
         return
-    import timm  # only when a name outside the built-in list is asked for
+    import timm  # only when a name outside the registry is asked for
 
     if not timm.is_model(arch):
-        raise ConfigError("arch", arch, ", ".join(KNOWN_ARCHS) + " or a timm model name")
+        raise ConfigError("arch", arch, describe_archs())
 
 
 def validate(cfg: RunConfig) -> None:
@@ -162,17 +239,20 @@ def validate(cfg: RunConfig) -> None:
             check.check(f.name, getattr(cfg, f.name))
     spec = DATASETS[cfg.dataset]
     _check_arch(cfg.arch)
-    if cfg.arch != "mlp" and not spec.images:
+    if family(cfg.arch) != "mlp" and not spec.images:
         raise ConfigError("arch", cfg.arch, f"mlp for {cfg.dataset} (vectors; ResNets need images)")
-    if cfg.batch_size == 1 and (cfg.arch != "mlp" or cfg.mlp_batchnorm):
+    if cfg.batch_size == 1 and (family(cfg.arch) != "mlp" or cfg.mlp_batchnorm):
         raise ConfigError("batch_size", 1, ">= 2 with batch norm (or use --no-mlp-batchnorm)")
-    if cfg.augment and not spec.images:
-        with_images = sorted(name for name, s in DATASETS.items() if s.images)
-        raise ConfigError(
-            "augment",
-            cfg.augment,
-            f"false for {cfg.dataset} (vectors); true only for " + ", ".join(with_images),
-        )
+    for f in axis_fields():
+        value = getattr(cfg, f.name)
+        if f.metadata["axis"].images_only and value != f.default and not spec.images:
+            with_images = sorted(name for name, s in DATASETS.items() if s.images)
+            raise ConfigError(
+                f.name,
+                value,
+                f"{json.dumps(f.default)} for {cfg.dataset} (vectors); other values only for "
+                + ", ".join(with_images),
+            )
     # Real data: the default is the whole official set, which is also the maximum.
     available = None if spec.kind == "synthetic" else spec.train_size
     pool = resolve_size("train_size", cfg.train_size, spec.train_size, available, spec.name)

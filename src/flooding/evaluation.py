@@ -1,7 +1,7 @@
 """Scoring a model and turning an epoch into its metrics row.
 
 `evaluate` scores a forward whose output is logits [members, n, classes]: one member for a
-run (`model_scores`), several for a vectorised pack, with the same sums either way. Every
+run alone, several for a vectorised pack, with the same sums either way. Every
 split is scored in batches of EVAL_BATCH under torch.inference_mode(), and the noisy and
 clean labels share one forward pass.
 """
@@ -14,11 +14,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from flooding.methods import flooded_weight
 from flooding.state import Setup, learning_rate
 
 EVAL_BATCH = 1024
 # The per-epoch sums of training, one value per run: mean unflooded batch loss, gradient
-# norm, and how often the loss was below b.
+# norm, and how often the loss was below b (each batch's flooded fraction times its
+# weight, flooding.methods.flooded_weight).
 SUMS = ("batch_loss", "grad_norm", "flooded")
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # inputs -> logits [members, n, classes]
@@ -66,16 +68,6 @@ def scores(setup: Setup, forward: Forward) -> list[Scores]:
     return [{"train": t, "val": v, "test": e} for t, v, e in zip(train, val, test, strict=True)]
 
 
-def model_scores(setup: Setup, model: torch.nn.Module) -> Scores:
-    """A run's scores: its model as a forward of one member, in eval mode."""
-    model.eval()
-    try:
-        (score,) = scores(setup, lambda x: model(x).unsqueeze(0))
-    finally:
-        model.train()
-    return score
-
-
 def epoch_row(
     setup: Setup, epoch: int, sums: dict[str, torch.Tensor] | None, score: Scores
 ) -> dict[str, float]:
@@ -98,10 +90,10 @@ def epoch_row(
     if sums is None:
         row |= {"batch_loss": math.nan, "grad_norm": math.nan, "flooded_frac": math.nan}
     else:
-        samples = sum(hi - lo for lo, hi in setup.bounds)
-        per_sample = setup.cfg.flood_method == "iflood"
+        method = setup.cfg.flood_method
+        weights = sum(flooded_weight(method, hi - lo) for lo, hi in setup.bounds)
         row["batch_loss"] = sums["batch_loss"].item() / batches
         row["grad_norm"] = sums["grad_norm"].item() / batches
-        row["flooded_frac"] = sums["flooded"].item() / (samples if per_sample else batches)
+        row["flooded_frac"] = sums["flooded"].item() / weights
     row["epoch_lr"] = learning_rate(setup.cfg, max(epoch, 1))
     return row

@@ -7,6 +7,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from flooding.methods import METHODS
+
 
 class FloodedLoss(NamedTuple):
     """`loss` is what backward() sees; the other two are detached, for logging only."""
@@ -27,14 +29,14 @@ def flooded_loss(
 
     Everything stays a tensor: reading a value here would sync the device every batch.
     """
+    if method not in METHODS:
+        raise ValueError(f"flood_method: invalid value {method!r}; accepted: {', '.join(METHODS)}")
     per_sample = F.cross_entropy(logits.float(), targets, reduction="none")
     mean = per_sample.mean()
-    if method == "flood":
-        loss = (mean - level).abs() + level
-        frac = (mean.detach() < level).float()
-    elif method == "iflood":
+    if METHODS[method].per_sample:
         loss = ((per_sample - level).abs() + level).mean()
         frac = (per_sample.detach() < level).float().mean()
     else:
-        raise ValueError(f"flood_method: invalid value {method!r}; accepted: flood, iflood")
+        loss = (mean - level).abs() + level
+        frac = (mean.detach() < level).float()
     return FloodedLoss(loss, mean.detach(), frac)

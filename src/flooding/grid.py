@@ -4,10 +4,11 @@ The Snakefile validates the config with flooding.schema (which fills
 in every default) and then calls `expand_grid`; everything the workflow knows about a run
 comes from here. The grid is
 
-    datasets (each with its label-noise levels) x architectures x weight decay x augment
-    x flood (method, level) x seeds,
+    datasets (each with its label-noise levels) x architectures x regularisers (each axis
+    declared in RunConfig, flooding.config.GridAxis) x flood (method, level) x seeds,
 
-with `augment: true` skipped for datasets of vectors and flood level 0 emitted once, with
+with an images-only regulariser (augment) kept at its default for datasets of vectors,
+and flood level 0 emitted once, with
 method "flood", as the ordinary-training baseline of every method. Training settings and
 resources are layered: global < architecture entry < dataset entry (null = inherit).
 
@@ -19,38 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import shlex
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flooding.config import ConfigError, RunConfig, validate
-from flooding.data.registry import DATASETS
-from flooding.packing import Pack, PackSettings, Resources, group_packs
+from flooding.config import ConfigError, RunConfig, regulariser_fields, validate
+from flooding.data.registry import DATASETS, DatasetSpec
+from flooding.jobs import PackSettings, Resources, Run
+from flooding.packing import Pack, group_packs
 
 
 class GridError(ValueError):
     """A config that cannot be expanded into runs; the message names the key at fault."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run: its path under results/runs/, its config, its resources and packing."""
-
-    path: str
-    config: RunConfig
-    resources: Resources
-    pack: PackSettings = dataclasses.field(default_factory=PackSettings)
-
-    @property
-    def options(self) -> str:
-        """`flooding train` options naming every RunConfig field (the job's params)."""
-        return " ".join(shlex.quote(arg) for arg in train_arguments(self.config))
-
-    @property
-    def download(self) -> str | None:
-        """The dataset to fetch before training, or None when nothing is downloaded."""
-        return self.config.dataset if DATASETS[self.config.dataset].downloadable else None
 
 
 @dataclass(frozen=True)
@@ -92,31 +74,29 @@ def format_number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def regulariser_segment(cfg: RunConfig) -> str:
+    """The run path's regulariser part, e.g. wd0.0005-aug0 or wd0-aug1-ls0.1: each axis
+    after its key, those not always in the path only away from their default."""
+    parts = []
+    for f in regulariser_fields():
+        axis, value = f.metadata["axis"], getattr(cfg, f.name)
+        if axis.always_in_path or value != f.default:
+            text = str(int(value)) if isinstance(value, bool) else format_number(value)
+            parts.append(axis.path_key + text)
+    return "-".join(parts) or "regularisers-default"
+
+
 def run_path(cfg: RunConfig, dataset_label: str, arch_label: str) -> str:
     """e.g. spiral-noise0.2/mlp/wd0.0005-aug0/flood0.05/seed1 (unique within a grid)."""
     return "/".join(
         (
             f"{dataset_label}-noise{format_number(cfg.label_noise)}",
             arch_label,
-            f"wd{format_number(cfg.weight_decay)}-aug{int(cfg.augment)}",
+            regulariser_segment(cfg),
             f"{cfg.flood_method}{format_number(cfg.flood_level)}",
             f"seed{cfg.seed}",
         )
     )
-
-
-def train_arguments(cfg: RunConfig) -> list[str]:
-    """One `--field-name value` pair per field; booleans as `--name` / `--no-name`."""
-    args: list[str] = []
-    for name, value in cfg.to_dict().items():
-        option = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            args.append(option if value else "--no-" + name.replace("_", "-"))
-        elif isinstance(value, float):
-            args += [option, repr(value)]
-        else:
-            args += [option, str(value)]
-    return args
 
 
 def flood_settings(methods: Sequence[str], levels: Sequence[float]) -> list[tuple[str, float]]:
@@ -154,6 +134,27 @@ def _archs_by_label(config: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return archs
 
 
+def _regularisers(
+    where: str, spec: DatasetSpec, own: Mapping[str, Any] | None, config: Mapping[str, Any]
+) -> dict[str, list[Any]]:
+    """The values of each regulariser axis for one dataset entry (its own lists, else the
+    global ones). An images-only axis keeps only its default on a dataset of vectors: the
+    rest of the global grid simply has no runs there."""
+    values = {}
+    for f in regulariser_fields():
+        listed = _inherit((own or {}).get(f.name), config["regularisers"][f.name])
+        if f.metadata["axis"].images_only and not spec.images:
+            kept = [v for v in listed if v == f.default]
+            if not kept:
+                given = ", ".join(json.dumps(v) for v in listed)
+                raise GridError(
+                    f"{where}.regularisers.{f.name}: only {given}, but {spec.name} has no images"
+                )
+            listed = kept
+        values[f.name] = listed
+    return values
+
+
 def _dataset_runs(
     index: int,
     dataset: Mapping[str, Any],
@@ -167,18 +168,7 @@ def _dataset_runs(
     unknown = [a for a in arch_labels if a not in archs]
     if unknown:
         raise GridError(f"{where}.archs: {unknown} not among archs {list(archs)}")
-    own_regularisers = dataset.get("regularisers") or {}
-    regularisers = config["regularisers"]
-    weight_decays = _inherit(own_regularisers.get("weight_decay"), regularisers["weight_decay"])
-    # Augmentation needs images: on a dataset of vectors the augmented half of the global
-    # grid simply has no runs.
-    augments = [
-        a
-        for a in _inherit(own_regularisers.get("augment"), regularisers["augment"])
-        if spec.images or not a
-    ]
-    if not augments:
-        raise GridError(f"{where}.regularisers.augment: only true, but {spec.name} has no images")
+    regularisers = _regularisers(where, spec, dataset.get("regularisers"), config)
     own_flood = dataset.get("flood") or {}
     floods = flood_settings(
         _inherit(own_flood.get("methods"), config["flood"]["methods"]),
@@ -192,15 +182,14 @@ def _dataset_runs(
         )
         packing = _layered(config["pack"], arch.get("pack"), dataset.get("pack"))
         pack = PackSettings(tuple(packing["by"]), packing["max_runs"])
-        for weight_decay, augment, (method, level), seed in itertools.product(
-            weight_decays, augments, floods, config["seeds"]
+        for *values, (method, level), seed in itertools.product(
+            *regularisers.values(), floods, config["seeds"]
         ):
             axes = {
                 "dataset": spec.name,
                 "label_noise": float(noise),
                 "arch": arch["name"],
-                "weight_decay": float(weight_decay),
-                "augment": augment,
+                **dict(zip(regularisers, values, strict=True)),
                 "flood_method": method,
                 "flood_level": level,
                 "seed": seed,

@@ -73,6 +73,13 @@ RUN_RECORD_DOCS = {
     "versions": "versions of python, torch, timm and this package that produced the numbers",
     "device": "where it trained, e.g. `cpu (1 thread)` or `cuda:0 (NVIDIA H100)`",
     "host": "the machine's host name",
+    "float_path": "what decides the run's floating-point arithmetic, so that `flooding "
+    "reproduce` can retrain it bit for bit: `device`, `threads` (torch's CPU threads), "
+    "`bf16` and `channels_last` (CUDA only), and `stack`: the flood settings "
+    "(flood_method, flood_level) of the members of the stacked model it trained in, in "
+    "order, with `stack_position` its own place (a run trained alone: a stack of one). "
+    "The last stretch of training decides it: a run resumed from a checkpoint records the "
+    "path it resumed on",
     "started": "when the run first started (UTC, ISO 8601), kept across restarts",
     "finished": "when run.json was written (UTC, ISO 8601)",
 }
@@ -137,12 +144,13 @@ def write_run_json(
     started: str,
     effective_batch_size: int | None = None,
     sharpness: tuple[float, float] | None = None,
+    float_path: dict[str, Any] | None = None,
 ) -> None:
     """Write run.json, the run's summary; its presence means the run has finished.
 
     effective_batch_size: the mini-batch size trained with (config.effective_batch_size),
     null when the run failed before its data was loaded. sharpness: (value, seconds) of
-    flooding.flatness.sharpness, null when not measured."""
+    flooding.flatness.sharpness, null when not measured. float_path: see RUN_RECORD_DOCS."""
     if status not in STATUSES:
         raise ValueError(f"status: invalid value {status!r}; accepted: {', '.join(STATUSES)}")
     record: dict[str, Any] = {
@@ -158,6 +166,7 @@ def write_run_json(
         "versions": versions(),
         "device": device,
         "host": socket.gethostname(),
+        "float_path": float_path,
         "started": started,
         "finished": now_iso(),
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from flooding.archs import family
 from flooding.config import RunConfig
 
 # Inputs this small (CIFAR, SVHN, MNIST) lose too much resolution to the ImageNet stem
@@ -72,7 +73,7 @@ def use_small_image_stem(model: nn.Module) -> None:
 
 def build_model(cfg: RunConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The network for a run; parameters are initialised from torch's global RNG."""
-    if cfg.arch == "mlp":
+    if family(cfg.arch) == "mlp":
         in_features = 1
         for size in input_shape:
             in_features *= size

@@ -4,7 +4,7 @@ A grid's small runs cost their start-up (importing torch, loading the data) more
 their training. A pack pays it once: the members share the process, and members whose
 data is the same (dataset, seed and the data settings, as for runs differing only in flood
 level) share one loaded copy of it. Each member is still a run of its own, trained by the
-same `train_run` as `flooding train`, so its outputs are bit-identical to a solo run's: its
+same `train_runs` as `flooding train`, so its outputs are bit-identical to a solo run's: its
 own folder, metrics.parquet, run.json, checkpoint and train.log.
 
 The spec is JSON: {"runs": [{"out": "results/runs/...", "config": {RunConfig fields}}]}.
@@ -15,8 +15,9 @@ only what is missing. A failed member does not stop the others.
 
 With `vectorise`, members that differ only in flood level or method train together as one
 stacked model (flooding.vectorised): faster, equal to the solo runs at epoch 1 to float
-tolerance, then drifting by floating-point reassociation. An error there is every stacked
-member's: each is recorded failed (or counted, without record_failure).
+tolerance, then drifting by floating-point reassociation (each run.json records the stack
+it trained in: its float path). An error there is every stacked member's: each is recorded
+failed (or counted, without record_failure).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flooding.config import ConfigError, RunConfig, config_hash, validate
+from flooding.config import ConfigError, RunConfig, config_hash, data_fields, validate
 from flooding.data.registry import DatasetMissingError
 from flooding.metrics import METRICS_FILE, RUN_FILE
 from flooding.runtime import Runtime
@@ -42,17 +43,6 @@ if TYPE_CHECKING:
 
 LOG_FILE = "train.log"
 FINISHED = ("completed", "diverged")  # a failed run is retried: it may resume
-# The RunConfig fields load_data reads: members equal in these share one copy of the data.
-DATA_FIELDS = (
-    "dataset",
-    "train_size",
-    "test_size",
-    "val_fraction",
-    "label_noise",
-    "gaussians_mean",
-    "spiral_noise",
-    "seed",
-)
 
 
 @dataclass(frozen=True)
@@ -99,7 +89,8 @@ def is_finished(member: Member) -> bool:
 
 
 def data_key(cfg: RunConfig) -> tuple[object, ...]:
-    return tuple(getattr(cfg, name) for name in DATA_FIELDS)
+    """Members with equal keys read the same data (RunConfig fields declared `data`)."""
+    return tuple(getattr(cfg, name) for name in data_fields())
 
 
 @contextlib.contextmanager
@@ -156,10 +147,10 @@ def run_pack(members: list[Member], runtime: Runtime, vectorise: bool = False) -
     failures = 0
     with SignalFlag() as stop:
         for group in stacks(todo, vectorise):
-            codes = train_stack(group, runtime, load, stop) if len(group) > 1 else None
-            for member, code in zip(group, codes or [None] * len(group), strict=True):
-                if code is None:  # alone, or a group that could not stack
-                    code = train_member(member, runtime, load, stop)
+            codes = train_group(group, runtime, load, stop)
+            if codes is None:  # they stand at different points: one by one
+                codes = [code for m in group for code in train_group([m], runtime, load, stop)]
+            for member, code in zip(group, codes, strict=True):
                 print(f"pack: {member.out}: exit {code}", flush=True)
                 if code == EXIT_CHECKPOINTED:
                     print(
@@ -171,66 +162,22 @@ def run_pack(members: list[Member], runtime: Runtime, vectorise: bool = False) -
     return 1 if failures else 0
 
 
-def train_member(member: Member, runtime: Runtime, load: DataSource, stop: SignalFlag) -> int:
-    """One member trained as `flooding train` would, logging to its own train.log."""
-    from flooding.train import train_run
-
-    with member_log(member.out):
-        try:
-            return train_run(
-                member.config, dataclasses.replace(runtime, out=member.out), load, stop
-            )
-        except (ConfigError, DatasetMissingError):
-            raise
-        except Exception:
-            traceback.print_exc()
-            return 1
-
-
-def train_stack(
+def train_group(
     members: list[Member], runtime: Runtime, load: DataSource, stop: SignalFlag
 ) -> list[int] | None:
-    """Exit codes of members trained as one stack; None when they stand at different
-    points (some resumed from other epochs than the rest, as when a member was added) and
-    must train one by one."""
-    from flooding.checkpoint import EXIT_CHECKPOINTED
-    from flooding.metrics import now_iso
-    from flooding.train import finish, prepare, report_interrupted
-    from flooding.vectorised import Stack, can_stack, fit_stack, rewind_to_common_point
+    """Exit codes of members trained together (one alone, or several as one stack), each
+    logging to its own train.log; None when a stack's members stand at different points.
+    An unexpected error without record_failure is every member's: exit code 1 each, the
+    other groups carry on."""
+    from flooding.train import train_runs
 
-    runtimes = [dataclasses.replace(runtime, out=m.out) for m in members]
-    started, prepared = now_iso(), []
-    codes = [0] * len(members)
-
-    def done(m: int, status: str, error: str | None) -> None:
-        with member_log(members[m].out):
-            if error is not None:
-                print(f"{status}: {error}", file=sys.stderr)
-            trained = prepared[m] if m < len(prepared) else None
-            finish(members[m].config, runtimes[m], trained, status, error, started)
-
+    jobs = [(m.config, dataclasses.replace(runtime, out=m.out)) for m in members]
     try:
-        for member, member_runtime in zip(members, runtimes, strict=True):
-            with member_log(member.out):
-                prepared.append(prepare(member.config, member_runtime, load))
-        prepared = rewind_to_common_point(prepared)
-        if not can_stack([state for _, state in prepared]):
-            return None
-        print(f"pack: {len(members)} runs trained as one stacked model", flush=True)
-        stack = Stack.of(*map(list, zip(*prepared, strict=True)))
-        if not fit_stack(stack, stop, lambda m: member_log(members[m].out), done):
-            for member, member_runtime in zip(members, runtimes, strict=True):
-                with member_log(member.out):
-                    report_interrupted(stop, member_runtime)
-            return [EXIT_CHECKPOINTED] * len(members)
+        return train_runs(jobs, load, stop, lambda m: member_log(members[m].out))
     except (ConfigError, DatasetMissingError):
         raise
-    except Exception as exc:
-        for m, member in enumerate(members):
+    except Exception:
+        for member in members:
             with member_log(member.out):
                 traceback.print_exc()
-                if runtime.record_failure and not is_finished(member):
-                    done(m, "failed", f"{type(exc).__name__}: {exc}")
-                elif not runtime.record_failure:
-                    codes[m] = 1
-    return codes
+        return [1] * len(members)

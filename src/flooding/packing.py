@@ -13,39 +13,9 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from flooding.config import config_hash
-
-if TYPE_CHECKING:
-    from flooding.grid import Run
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one training job asks the scheduler for."""
-
-    threads: int
-    mem_mb: int
-    runtime: int  # minutes
-    gpu: int
-
-
-# What a pack may group over: runs differing only in these fields can share a job.
-PACK_AXES = {
-    "flood": ("flood_method", "flood_level"),
-    "seed": ("seed",),
-    "weight_decay": ("weight_decay",),
-    "augment": ("augment",),
-}
-
-
-@dataclass(frozen=True)
-class PackSettings:
-    """How runs are grouped into jobs: by these axes, at most max_runs a job."""
-
-    by: tuple[str, ...] = ()
-    max_runs: int = 1
+from flooding.config import config_hash, pack_axes
+from flooding.jobs import Resources, Run
 
 
 @dataclass(frozen=True)
@@ -85,9 +55,10 @@ def group_packs(runs: Sequence[Run]) -> tuple[Pack, ...]:
     """Runs grouped into packs of two or more: runs alike in every field but their
     settings' `by` axes, from the same dataset and arch entries, in config order, cut
     into chunks of max_runs. A run left alone stays a job of its own."""
+    axes = pack_axes()
     groups: dict[tuple[object, ...], list[Run]] = {}
     for run in runs:
-        free = {name for axis in run.pack.by for name in PACK_AXES[axis]}
+        free = {name for axis in run.pack.by for name in axes[axis]}
         fixed = tuple((k, v) for k, v in run.config.to_dict().items() if k not in free)
         entry = run.path.split("/")[:2]  # dataset and arch labels
         groups.setdefault((run.pack, *entry, fixed), []).append(run)
@@ -106,7 +77,8 @@ def group_packs(runs: Sequence[Run]) -> tuple[Pack, ...]:
 
 
 def _stack_order(run: Run) -> list[str]:
-    return [str(v) for k, v in run.config.to_dict().items() if k not in PACK_AXES["flood"]]
+    flood = pack_axes()["flood"]
+    return [str(v) for k, v in run.config.to_dict().items() if k not in flood]
 
 
 def pack_name(runs: Sequence[Run]) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from flooding.config import ConfigError
+from flooding.config import ConfigError, RunConfig, axis_fields
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,29 @@ def describe_device(device: torch.device) -> str:
 def set_threads(runtime: Runtime) -> None:
     if runtime.threads > 0:
         torch.set_num_threads(runtime.threads)
+
+
+def stack_free_fields() -> tuple[str, ...]:
+    """The fields in which the members of one stacked model may differ: the flood axes."""
+    return tuple(f.name for f in axis_fields("flood"))
+
+
+def float_path(jobs: list[tuple[RunConfig, Runtime]], position: int, runtime: Runtime) -> dict:
+    """What decides the floating-point arithmetic of member `position` of runs trained
+    together (run.json's `float_path`): a run is reproducible bit for bit along it only."""
+    free = stack_free_fields()
+    stack = [{name: getattr(cfg, name) for name in free} for cfg, _ in jobs]
+    device = resolve_device(runtime.device)
+    return {
+        "device": describe_device(device),
+        "threads": torch.get_num_threads(),
+        "bf16": runtime.bf16 and device.type == "cuda",
+        "channels_last": runtime.channels_last and device.type == "cuda",
+        "stack": stack,
+        "stack_position": position,
+    }
+
+
+def stack_configs(cfg: RunConfig, path: dict[str, Any]) -> list[RunConfig]:
+    """The configs of the stack a run trained in, from its config and its float path."""
+    return [RunConfig.from_dict({**cfg.to_dict(), **member}) for member in path["stack"]]

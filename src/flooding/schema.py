@@ -1,9 +1,11 @@
 """The workflow config's JSON Schema: the YAML file plus what `RunConfig` already says.
 
-`workflow/schemas/config.schema.yaml` describes the grid (datasets, archs, regularisers,
-flood levels, seeds, resources). Its training settings, their overrides and the dataset
-names are not written there: they are generated here from `RunConfig` and the data
-registry, so a new field, default, help text or range needs one edit, in config.py.
+`workflow/schemas/config.schema.yaml` describes the grid (datasets, archs, flood levels,
+seeds, resources). What the code declares is not written there but generated here: the
+training settings and their overrides and the regulariser axes from `RunConfig`, the
+dataset names from the data registry, the flood methods and architectures from their
+registries (flooding.methods, flooding.archs), the pack axes from the grid axes. A new
+field, axis, method, default, help text or range needs one edit, where it is declared.
 
 `validate_workflow_config` checks a config against the assembled schema and fills in the
 defaults, as the Snakefile needs it; it raises `WorkflowConfigError` naming the key.
@@ -19,21 +21,14 @@ from typing import Any
 
 import yaml
 
-from flooding.config import RunConfig
+from flooding.archs import describe_archs
+from flooding.config import RunConfig, axis_fields, pack_axes, regulariser_fields
 from flooding.data.registry import DATASETS
+from flooding.methods import METHODS, describe_methods
 from flooding.validation import field_type
 
 # RunConfig fields that the grid sets (axes of the grid); all others are training settings.
-GRID_AXES = (
-    "dataset",
-    "label_noise",
-    "arch",
-    "weight_decay",
-    "augment",
-    "flood_method",
-    "flood_level",
-    "seed",
-)
+GRID_AXES = tuple(f.name for f in axis_fields())
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
@@ -50,14 +45,20 @@ def _sentence(text: str) -> str:
     return text + "."
 
 
+def _value_schema(f: dataclasses.Field[Any]) -> dict[str, Any]:
+    """JSON Schema keywords of one value of a RunConfig field: its type and constraint."""
+    check = f.metadata["check"]
+    keywords = check.schema() if check is not None else {}
+    if "enum" not in keywords:
+        keywords.setdefault("type", _JSON_TYPES[field_type(f)])
+    return keywords
+
+
 def training_schema(*, overrides: bool) -> dict[str, Any]:
     """The `training` block; with overrides=True, the same keys with null (= inherit)."""
     properties: dict[str, Any] = {}
     for f in training_fields():
-        check = f.metadata["check"]
-        keywords = check.schema() if check is not None else {}
-        if "enum" not in keywords:
-            keywords.setdefault("type", _JSON_TYPES[field_type(f)])
+        keywords = _value_schema(f)
         if overrides:
             if "enum" in keywords:
                 keywords["enum"] = [*keywords["enum"], None]
@@ -75,13 +76,53 @@ def training_schema(*, overrides: bool) -> dict[str, Any]:
     }
 
 
+def regularisers_schema(*, overrides: bool) -> dict[str, Any]:
+    """The `regularisers` block: a list of values per regulariser axis (every combination
+    is trained); with overrides=True, a dataset's lists, null = the global ones."""
+    properties: dict[str, Any] = {}
+    for f in regulariser_fields():
+        properties[f.name] = {
+            "type": ["array", "null"] if overrides else "array",
+            "description": _sentence(f"Values of {f.name}: {f.metadata['help']}"),
+            "minItems": 1,
+            "uniqueItems": True,
+            "items": _value_schema(f),
+            "default": None if overrides else [f.default],
+        }
+    what = (
+        "This dataset's regulariser combinations (null = the global ones)."
+        if overrides
+        else "Regulariser combinations: every value of each axis with every value of the others."
+    )
+    return {
+        "type": "object",
+        "description": what,
+        "additionalProperties": False,
+        "default": {},
+        "properties": properties,
+    }
+
+
 def workflow_schema(path: str | Path) -> dict[str, Any]:
-    """The schema file at `path` with the generated training blocks and dataset names."""
+    """The schema file at `path` with the generated blocks: training settings, regulariser
+    axes, and the names of datasets, methods, architectures and pack axes."""
     schema = yaml.safe_load(Path(path).read_text())
     defs = schema["$defs"]
     defs["training"] = training_schema(overrides=False)
     defs["training_override"] = training_schema(overrides=True)
+    schema["properties"]["regularisers"] = regularisers_schema(overrides=False)
+    defs["dataset"]["properties"]["regularisers"] = regularisers_schema(overrides=True)
     defs["dataset"]["properties"]["name"]["enum"] = sorted(DATASETS)
+    defs["flood_methods"]["items"] = {"enum": list(METHODS)}
+    defs["flood_methods"]["description"] = _sentence("Flood methods: " + describe_methods())
+    defs["arch"]["properties"]["name"]["description"] = _sentence(describe_archs())
+    axes = list(pack_axes())
+    defs["pack_axes"]["items"] = {"enum": axes}
+    defs["pack_axes"]["description"] = _sentence(
+        "Axes a pack groups over (flood: method and level together): "
+        + ", ".join(axes)
+        + ". Runs differing only in these share a job"
+    )
     return schema
 
 

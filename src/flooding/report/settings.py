@@ -14,11 +14,12 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from flooding.config import regulariser_fields
 from flooding.data.registry import DATASETS
 from flooding.report.stats import BLOCK_COLUMNS, SETTING_COLUMNS
 
-# The options RQ3 asks about, always a column of the main table.
-RQ3_COLUMNS = ("weight_decay", "augment")
+# The options RQ3 asks about (the grid's regulariser axes), always a column of the main table.
+RQ3_COLUMNS = tuple(f.name for f in regulariser_fields())
 SIZE_COLUMNS = ("train_size", "test_size")
 
 
@@ -35,8 +36,7 @@ APPLIES: dict[str, Callable[[pd.Series], bool]] = {
     "mlp_width": lambda row: row["arch"] == "mlp",
     "mlp_batchnorm": lambda row: row["arch"] == "mlp",
     "momentum": lambda row: row["optimizer"] == "sgd",
-    "augment": _images,
-}
+} | {f.name: _images for f in regulariser_fields() if f.metadata["axis"].images_only}
 
 
 def label(column: str) -> str:

@@ -22,7 +22,7 @@ import math
 
 import pandas as pd
 
-from flooding.config import RunConfig
+from flooding.config import RunConfig, regulariser_fields
 from flooding.report.inference import holm, paired_t_test
 
 # The RunConfig fields, as columns of both Parquet files: RunConfig is their one source.
@@ -199,7 +199,8 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
     """
     runs = completed(summary)
     keys = list(SETTING_COLUMNS)
-    rest = [c for c in keys if c not in ("label_noise", "weight_decay", "augment")]
+    regularisers = [f.name for f in regulariser_fields()]
+    rest = [c for c in keys if c not in ("label_noise", *regularisers)]
     flooded = runs[runs["flood_level"] > 0]
     settings = (
         runs[keys]
@@ -207,7 +208,7 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
         .merge(flooded[keys].drop_duplicates().assign(unflooded=False), on=keys, how="left")
     )
     settings["unflooded"] = settings["unflooded"].isna()
-    order = ["unflooded", "label_noise", "weight_decay", "augment", *rest]
+    order = ["unflooded", "label_noise", *regularisers, *rest]
     ascending = [column != "label_noise" for column in order]
     settings = settings.sort_values(order, ascending=ascending)
     picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys]

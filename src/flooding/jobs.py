@@ -1,0 +1,66 @@
+"""What the workflow knows of one run: its path, config, resources and packing.
+
+A leaf of the grid's side: flooding.grid makes Runs, flooding.packing groups them, and
+neither needs the other's module for the types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from dataclasses import dataclass
+
+from flooding.config import RunConfig
+from flooding.data.registry import DATASETS
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one training job asks the scheduler for."""
+
+    threads: int
+    mem_mb: int
+    runtime: int  # minutes
+    gpu: int
+
+
+@dataclass(frozen=True)
+class PackSettings:
+    """How runs are grouped into jobs: by these axes, at most max_runs a job."""
+
+    by: tuple[str, ...] = ()
+    max_runs: int = 1
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: its path under results/runs/, its config, its resources and packing."""
+
+    path: str
+    config: RunConfig
+    resources: Resources
+    pack: PackSettings = dataclasses.field(default_factory=PackSettings)
+
+    @property
+    def options(self) -> str:
+        """`flooding train` options naming every RunConfig field (the job's params)."""
+        return " ".join(shlex.quote(arg) for arg in train_arguments(self.config))
+
+    @property
+    def download(self) -> str | None:
+        """The dataset to fetch before training, or None when nothing is downloaded."""
+        return self.config.dataset if DATASETS[self.config.dataset].downloadable else None
+
+
+def train_arguments(cfg: RunConfig) -> list[str]:
+    """One `--field-name value` pair per field; booleans as `--name` / `--no-name`."""
+    args: list[str] = []
+    for name, value in cfg.to_dict().items():
+        option = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(option if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, float):
+            args += [option, repr(value)]
+        else:
+            args += [option, str(value)]
+    return args
