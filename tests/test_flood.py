@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flooding.flood import flooded_loss
+from flooding.config import RunConfig
+from flooding.flood import flooded_loss as run_loss
+
+
+def flooded_loss(logits: torch.Tensor, targets: torch.Tensor, method: str, level: float, **more):
+    """The loss of a run whose config sets this method and level (and `more`)."""
+    return run_loss(logits, targets, RunConfig(flood_method=method, flood_level=level, **more))
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

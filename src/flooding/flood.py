@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from flooding.config import RunConfig
 from flooding.methods import METHODS
 
 
@@ -18,10 +19,9 @@ class FloodedLoss(NamedTuple):
     flooded_frac: torch.Tensor  # flood: 1.0 if J < b else 0.0; iflood: fraction of l_i < b
 
 
-def flooded_loss(
-    logits: torch.Tensor, targets: torch.Tensor, method: str, level: float
-) -> FloodedLoss:
-    """Cross-entropy with flooding at level b.
+def flooded_loss(logits: torch.Tensor, targets: torch.Tensor, cfg: RunConfig) -> FloodedLoss:
+    """The training loss of a run: cross-entropy with flooding at level b (cfg.flood_level)
+    by cfg.flood_method.
 
     - flood:  |J - b| + b, J the mini-batch mean loss. Below b the gradient flips sign,
       so the loss floats back up to b instead of going to zero.
@@ -29,6 +29,7 @@ def flooded_loss(
 
     Everything stays a tensor: reading a value here would sync the device every batch.
     """
+    method, level = cfg.flood_method, cfg.flood_level
     if method not in METHODS:
         raise ValueError(f"flood_method: invalid value {method!r}; accepted: {', '.join(METHODS)}")
     per_sample = F.cross_entropy(logits.float(), targets, reduction="none")

@@ -188,9 +188,7 @@ def train_epoch(trainer: Trainer, stop: SignalFlag) -> bool:
         with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
             logits = trainer.forward(x)
         y = data.y_train[index]
-        results = [
-            flooded_loss(logits[m], y, c.flood_method, c.flood_level) for m, c in enumerate(configs)
-        ]
+        results = [flooded_loss(logits[m], y, c) for m, c in enumerate(configs)]
         trainer.optimizer.zero_grad(set_to_none=True)
         # The members' parameters are disjoint: the gradient of the sum is each one's own.
         torch.stack([r.loss for r in results]).sum().backward()
