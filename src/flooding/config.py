@@ -147,6 +147,13 @@ class RunConfig:
         "random crop (and flip for CIFAR) on the device; images only",
         axis=GridAxis("regularisers", path_key="aug", always_in_path=True, images_only=True),
     )
+    label_smoothing: float = setting(
+        0.0,
+        "label smoothing of the training loss (the flood applies to the smoothed loss; "
+        "evaluation scores plain cross-entropy)",
+        Range(minimum=0, exclusive_maximum=1),
+        axis=GridAxis("regularisers", path_key="ls"),
+    )
     flood_method: str = setting(
         "flood", describe_methods(), Choice(tuple(METHODS)), axis=GridAxis("flood")
     )

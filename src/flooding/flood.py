@@ -27,12 +27,16 @@ def flooded_loss(logits: torch.Tensor, targets: torch.Tensor, cfg: RunConfig) ->
       so the loss floats back up to b instead of going to zero.
     - iflood: mean_i(|l_i - b| + b), the same applied to each sample's loss (Xie et al. 2022).
 
+    With label smoothing, the losses l_i (and J) are the smoothed cross-entropies.
+
     Everything stays a tensor: reading a value here would sync the device every batch.
     """
     method, level = cfg.flood_method, cfg.flood_level
     if method not in METHODS:
         raise ValueError(f"flood_method: invalid value {method!r}; accepted: {', '.join(METHODS)}")
-    per_sample = F.cross_entropy(logits.float(), targets, reduction="none")
+    per_sample = F.cross_entropy(
+        logits.float(), targets, reduction="none", label_smoothing=cfg.label_smoothing
+    )
     mean = per_sample.mean()
     if METHODS[method].per_sample:
         loss = ((per_sample - level).abs() + level).mean()
