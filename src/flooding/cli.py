@@ -21,6 +21,7 @@ from flooding.validation import field_type
 COMMANDS = {
     "train": "train one run and write metrics.parquet and run.json to --out",
     "train-pack": "train several runs in one process (a pack), each into its own folder",
+    "reproduce": "retrain a finished run along its recorded float path and compare",
     "download": "fetch a torchvision dataset into a data root (needs internet)",
     "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
     "report": "build the HTML report from the aggregated results",
@@ -253,6 +254,39 @@ def download_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def reproduce_main(argv: Sequence[str]) -> int:
+    """`flooding reproduce`: 0 when the retrained metrics are identical, 1 when they
+    differ, 2 when the run or its float path cannot be used here."""
+    parser = argparse.ArgumentParser(
+        prog="flooding reproduce",
+        description="Retrain a finished run along the float path its run.json records "
+        "(device, threads, and for a member of a vectorised pack the same stack of flood "
+        "settings), into --out, and compare its metrics with the original's. Exit 0: "
+        "identical; 1: they differ; 2: the run cannot be reproduced here.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("run", type=Path, help="folder of the finished run (holds run.json)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="where to retrain it"
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path(default_data_root()),
+        metavar="DIR",
+        help=f"folder of downloaded datasets (default: ${DATA_ROOT_ENV} or data)",
+    )
+    args = parser.parse_args(list(argv))
+    from flooding.data import DatasetMissingError
+    from flooding.reproduce import reproduce
+
+    try:
+        return reproduce(args.run, args.out, args.data_root)
+    except (ConfigError, DatasetMissingError) as exc:
+        print(f"flooding reproduce: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def _usage() -> str:
     lines = ["usage: flooding COMMAND [options]   (flooding COMMAND --help for its options)", ""]
     lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
@@ -269,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(rest)
     if command == "train-pack":
         return pack_main(rest)
+    if command == "reproduce":
+        return reproduce_main(rest)
     if command == "download":
         return download_main(rest)
     if command == "aggregate":

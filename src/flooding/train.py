@@ -189,18 +189,15 @@ def train_epoch(trainer: Trainer, stop: SignalFlag) -> bool:
             logits = trainer.forward(x)
         y = data.y_train[index]
         results = [flooded_loss(logits[m], y, c) for m, c in enumerate(configs)]
+        pairs = list(zip(results, configs, strict=True))
         trainer.optimizer.zero_grad(set_to_none=True)
         # The members' parameters are disjoint: the gradient of the sum is each one's own.
-        torch.stack([r.loss for r in results]).sum().backward()
+        per_member([r.loss for r in results]).sum().backward()
         sums["grad_norm"] += trainer.grad_norms()
         optimizer_step(trainer.optimizer)
-        sums["batch_loss"] += torch.stack([r.unflooded for r in results])
-        sums["flooded"] += torch.stack(
-            [
-                r.flooded_frac * flooded_weight(c.flood_method, len(index))
-                for r, c in zip(results, configs, strict=True)
-            ]
-        )
+        sums["batch_loss"] += per_member([r.unflooded for r in results])
+        flooded = [r.flooded_frac * flooded_weight(c.flood_method, len(index)) for r, c in pairs]
+        sums["flooded"] += per_member(flooded)
         if stop.received is not None and b + 1 < len(setup.bounds):
             hand_back(trainer, sums, b + 1, time.perf_counter() - started)
             return False
@@ -208,6 +205,12 @@ def train_epoch(trainer: Trainer, stop: SignalFlag) -> bool:
         state.order_rng, state.augment_rng = epoch.generator_states()
     hand_back(trainer, sums, len(setup.bounds), time.perf_counter() - started)
     return True
+
+
+def per_member(values: list[torch.Tensor]) -> torch.Tensor:
+    """One value per member, [members]; a single member's as it is (a sum of shape [1]
+    adds it by broadcasting), which spares a run alone a stack kernel a batch."""
+    return values[0] if len(values) == 1 else torch.stack(values)
 
 
 def hand_back(
