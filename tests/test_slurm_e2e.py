@@ -298,7 +298,7 @@ def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -
     # The profile verbatim (its 60 s status interval too), but the Gaussians want a GPU:
     # the config decides which runs get one.
     write_profile(workflow, **{"submitit-status-interval": PROFILE_STATUS_INTERVAL_S})
-    ci = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
+    ci = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())  # over config.yaml there
     for dataset in ci["datasets"]:
         dataset["resources"] = {"gpu": 1 if dataset["name"] == "gaussians" else 0}
     (workflow / "config" / "ci-gpu.yaml").write_text(yaml.safe_dump(ci))

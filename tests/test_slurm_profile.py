@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from flooding.grid import expand_grid
-from flooding.schema import validate_workflow_config
+from flooding.schema import merge_configs, validate_workflow_config
 from snakemake_executor_plugin_submitit.resources import slurm_request
 from snakemake_executor_plugin_submitit.settings import ExecutorSettings
 
@@ -92,7 +92,9 @@ def test_snakemake_accepts_the_profile(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_paper_grid_asks_for_gpus_only_for_the_runs_that_want_them(tmp_path: Path) -> None:
     jobs = train_jobs(dry_run(tmp_path, "--configfile", "config/paper.yaml"))
-    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config = merge_configs(
+        *(yaml.safe_load((REPO / "config" / n).read_text()) for n in ("config.yaml", "paper.yaml"))
+    )
     validate_workflow_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
     wanted = {path: run.resources.gpu for path, run in expand_grid(config).by_path.items()}
     asked = {path: gpus for runs, gpus in jobs for path in runs}

@@ -20,6 +20,7 @@ import yaml
 from test_workflow_config import filled
 
 from flooding.grid import Grid, expand_grid
+from flooding.schema import merge_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -71,7 +72,9 @@ def planned_counts(workdir: Path, *args: str) -> Counter[str]:
 
 
 def shipped_grid(name: str) -> Grid:
-    return expand_grid(filled(yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())))
+    """The grid of a shipped config as Snakemake reads it: merged over config.yaml."""
+    layers = [yaml.safe_load((ROOT / "config" / f"{n}.yaml").read_text()) for n in ("config", name)]
+    return expand_grid(filled(merge_configs(*layers)))
 
 
 def test_default_config_plans_the_whole_pipeline_in_packs_without_downloads(

@@ -18,6 +18,7 @@ from flooding.data.registry import DATASETS
 from flooding.schema import (
     GRID_AXES,
     WorkflowConfigError,
+    merge_configs,
     validate_workflow_config,
     workflow_schema,
 )
@@ -123,15 +124,60 @@ def test_dataset_names_are_the_registrys() -> None:
     assert sorted(names) == sorted(DATASETS)
 
 
+DEFAULT = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def snakemake_merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """The layers merged by Snakemake's own function, as `--configfile` merges them."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        update_config(merged, copy.deepcopy(layer))
+    return merged
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_shipped_configs_are_valid_and_complete(path: Path) -> None:
-    # Snakemake merges a --configfile over config/config.yaml, mapping by mapping; a config
-    # that sets every key the default sets therefore means the same with or without it.
+def test_shipped_configs_are_valid_over_the_default(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
-    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    merged = copy.deepcopy(default)
-    update_config(merged, copy.deepcopy(config))
-    assert filled(merged) == filled(config)
+    assert merge_configs(DEFAULT, config) == snakemake_merged(DEFAULT, config)
+    filled(merge_configs(DEFAULT, config))
+
+
+def restated(config: Any, default: Any, where: str = "") -> list[str]:
+    """Keys of `config` whose value is the same as the default config's."""
+    if not (isinstance(config, dict) and isinstance(default, dict)):
+        return [where] if config == default else []
+    return [
+        key
+        for name, value in config.items()
+        if name in default
+        for key in restated(value, default[name], f"{where}.{name}".lstrip("."))
+    ]
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.stem != "config"], ids=lambda p: p.stem)
+def test_shipped_configs_state_only_what_differs(path: Path) -> None:
+    assert restated(yaml.safe_load(path.read_text()), DEFAULT) == []
+
+
+def test_one_training_key_changes_exactly_that_key() -> None:
+    from flooding.grid import expand_grid
+
+    before = expand_grid(filled(merge_configs(DEFAULT)))
+    after = expand_grid(filled(merge_configs(DEFAULT, {"training": {"batch_size": 64}})))
+    assert list(after.by_path) == list(before.by_path)
+    for path, run in after.by_path.items():
+        old = before.by_path[path].config.to_dict()
+        new = run.config.to_dict()
+        assert {k for k in new if new[k] != old[k]} == {"batch_size"}, path
+        assert new["batch_size"] == 64
+
+
+def test_merging_goes_to_every_depth_and_lists_replace() -> None:
+    base = {"a": {"b": {"c": 1, "d": 2}, "e": [1, 2]}, "f": 3}
+    over = {"a": {"b": {"c": 9}, "e": [7]}}
+    expected = {"a": {"b": {"c": 9, "d": 2}, "e": [7]}, "f": 3}
+    assert merge_configs(base, over) == expected == snakemake_merged(base, over)
+    assert base["a"]["b"]["c"] == 1  # the layers are not changed
 
 
 def pyproject_requirements() -> dict[str, str]:

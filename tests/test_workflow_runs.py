@@ -20,8 +20,12 @@ import pytest
 import yaml
 from test_workflow import copy_workflow, snakemake, write_config
 
+from flooding.schema import merge_configs
+
 ROOT = Path(__file__).resolve().parents[1]
-CI_CONFIG = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+CI_CONFIG = merge_configs(
+    *(yaml.safe_load((ROOT / "config" / name).read_text()) for name in ("config.yaml", "ci.yaml"))
+)
 PIPELINE_END = {("aggregate", "results/metrics.parquet"), ("aggregate", "results/summary.parquet")}
 PIPELINE_END |= {("report", "reports/report.html")}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,20 @@ def _fill_defaults(validator_class: Any) -> Any:
         yield from check_properties(validator, props, instance, schema)
 
     return validators.extend(validator_class, {"properties": properties})
+
+
+def merge_configs(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Configs layered as Snakemake layers `--configfile` over the Snakefile's
+    `configfile:`: a mapping merges key by key at every depth, anything else (a list, a
+    value) replaces. So a config states only what differs from config/config.yaml."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = merge_configs(merged[key], value)
+            else:
+                merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def key_path(parts: Any) -> str:
