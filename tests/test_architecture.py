@@ -40,7 +40,14 @@ def test_engine_and_grid_run_without_snakemake(module: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["flooding.report", "flooding.grid", "flooding.schema", "flooding.aggregate"]
+    "module",
+    [
+        "flooding.report",
+        "flooding.report.page",
+        "flooding.grid",
+        "flooding.schema",
+        "flooding.aggregate",
+    ],
 )
 def test_report_grid_and_aggregation_run_without_torch(module: str) -> None:
     heavy = {"torch", "torchvision", "timm"} & top_level(imported_by(module))
