@@ -21,11 +21,11 @@ from flooding.validation import field_type
 COMMANDS = {
     "train": "train one run and write metrics.parquet and run.json to --out",
     "train-pack": "train several runs in one process (a pack), each into its own folder",
-    "reproduce": "retrain a finished run along its recorded float path and compare",
     "download": "fetch a torchvision dataset into a data root (needs internet)",
     "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
     "report": "build the HTML report from the aggregated results",
     "docs": "write the reference pages of docs/ (config keys, outputs, datasets) from the code",
+    "reproduce": "retrain a finished run along its recorded float path and compare",
 }
 DATA_ROOT_ENV = "FLOODING_DATA_ROOT"
 
