@@ -1,12 +1,28 @@
 # Load-time work: validate the config (filling in the schema's defaults), expand the grid,
 # and answer Snakemake's per-job questions by looking the run up. The logic is in
 # flooding.grid, where it is unit-tested; nothing here imports torch.
+import shutil
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from flooding.grid import expand_grid
-from flooding.schema import validate_workflow_config
+# Jobs run the `flooding` command and this file imports its package: both come from the
+# virtual environment that `make` creates (or, for jobs, from a rule's conda environment).
+OUTSIDE_VENV = (
+    "the flooding package or its `flooding` command is not found: activate the virtual "
+    "environment (source .venv/bin/activate) or run through make (make report)"
+)
+try:
+    from flooding.grid import expand_grid
+    from flooding.schema import validate_workflow_config
+except ImportError:
+    raise WorkflowError(OUTSIDE_VENV) from None
+if not (
+    shutil.which("flooding")
+    or DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+):
+    raise WorkflowError(OUTSIDE_VENV)
 
 # The schema's training settings are generated from the engine's RunConfig, so the config
 # is checked by flooding.schema rather than snakemake.utils.validate, which reads a file.
@@ -78,7 +94,7 @@ def train_options(wildcards):
 
 def data_root_option(wildcards, input):
     # Derived from the download marker (an input), so it is no rerun trigger of its own.
-    return f"--data-root {Path(input[0]).parent}" if input else ""
+    return f"--data-root {Path(input.data[0]).parent}" if input.data else ""
 
 
 def train_resource(name):
