@@ -14,6 +14,7 @@ OUTSIDE_VENV = (
     "environment (source .venv/bin/activate) or run through make (make report)"
 )
 try:
+    from flooding.finished import pack_targets
     from flooding.grid import expand_grid
     from flooding.schema import validate_workflow_config
 except ImportError:
@@ -44,15 +45,18 @@ def final_outputs():
 
 
 def run_outputs():
-    """What the aggregation waits for: the files of each single run, the marker of each
-    pack (its members' files are not outputs of the pack job: Snakemake would delete
-    the finished members' files before rerunning a pack whose members changed)."""
-    singles = expand(
+    """What the aggregation waits for: the files of each single run, and of each pack its
+    marker (its members' files are not outputs of the pack job: Snakemake would delete
+    the finished members' files before rerunning a pack whose members changed), or its
+    members' files when they are all finished already, so that no job trains nothing."""
+    targets = expand(
         "results/runs/{run}/{file}",
         run=GRID.singles,
         file=("metrics.parquet", "run.json"),
     )
-    return singles + [f"results/packs/{pack.name}.done" for pack in GRID.packs]
+    for pack in GRID.packs:
+        targets += pack_targets(pack, f"results/packs/{pack.name}.done")
+    return targets
 
 
 def run_dirs():
