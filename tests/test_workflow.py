@@ -23,7 +23,7 @@ from flooding.grid import Grid, expand_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs")
+WORKFLOW_FILES = ("Snakefile", "workflow", "profiles", "config", "envs")
 
 
 def copy_workflow(dest: Path, config: dict[str, Any] | None = None) -> Path:

@@ -2,6 +2,7 @@
 # and answer Snakemake's per-job questions by looking the run up. The logic is in
 # flooding.grid, where it is unit-tested; nothing here imports torch.
 import shutil
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -17,6 +18,7 @@ try:
     from flooding.finished import pack_targets
     from flooding.grid import expand_grid
     from flooding.schema import validate_workflow_config
+    from flooding.stale_lock import enter
 except ImportError:
     raise WorkflowError(OUTSIDE_VENV) from None
 if not (
@@ -24,6 +26,20 @@ if not (
     or DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 ):
     raise WorkflowError(OUTSIDE_VENV)
+
+# A lock left by an invocation that was killed (SIGKILL, power loss) is removed, so the
+# same command continues the work (the workflow profile adds --rerun-incomplete); jobs
+# that Snakemake starts as processes of their own are part of their invocation.
+if not (workflow.subprocess_exec or workflow.remote_exec):
+    INVOCATION = enter()
+    if INVOCATION.removed:
+        print("removed the lock of a snakemake that was killed here", file=sys.stderr)
+    elif INVOCATION.locked_by_another:
+        print(
+            "another snakemake is running in this directory and holds its lock: "
+            "let it end (or stop it), then run this command again",
+            file=sys.stderr,
+        )
 
 # The schema's training settings are generated from the engine's RunConfig, so the config
 # is checked by flooding.schema rather than snakemake.utils.validate, which reads a file.
