@@ -26,7 +26,7 @@ from test_workflow import BIN, copy_workflow, planned_counts, snakemake, write_c
 ROOT = Path(__file__).resolve().parents[1]
 CI_CONFIG = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
 PIPELINE_END = {("aggregate", "results/metrics.parquet"), ("aggregate", "results/summary.parquet")}
-PIPELINE_END |= {("report", "reports/report.html")}
+PIPELINE_END |= {("report", "reports/report.html"), ("report", "results/summary.previous.parquet")}
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,12 @@ def test_reruns_exactly_what_a_config_change_touches(tmp_path: Path) -> None:
     assert summary.loc["gaussians", "epochs"].tolist() == [3, 3]
     assert summary.loc["gaussians", "epochs_completed"].tolist() == [3, 3]
     assert summary.loc["spiral", "epochs_completed"].tolist() == [2, 2]
+    # The report says what changed since the last one, from the summary the report rule kept.
+    page = (workdir / "reports" / "report.html").read_text(encoding="utf-8")
+    assert "What changed since the earlier report" in page
+    assert "0 runs added, 0 removed, 2 retrained" in page
+    kept = pd.read_parquet(workdir / "results" / "summary.previous.parquet")
+    assert kept.equals(pd.read_parquet(workdir / "results" / "summary.parquet"))
 
 
 def test_a_failed_run_is_recorded_and_retried_on_request(tmp_path: Path) -> None:
