@@ -117,6 +117,21 @@ def test_outside_the_virtual_environment_the_workflow_says_so_in_one_line(tmp_pa
     assert len(output) < 1000, output
 
 
+def report_command(workdir: Path, *args: str) -> str:
+    text = snakemake(workdir, "--dry-run", "--printshellcmds", *args).stdout
+    (command,) = [line for line in text.splitlines() if "flooding report" in line]
+    return command
+
+
+def test_the_report_title_defaults_to_the_report_commands_own(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    workdir = copy_workflow(tmp_path, {k: v for k, v in config.items() if k != "title"})
+    assert "--title" not in report_command(workdir)
+    (workdir / "titled.yaml").write_text("title: Mine, with 'quotes'\n")
+    titled = report_command(workdir, "--configfile", "titled.yaml")
+    assert """--title 'Mine, with '"'"'quotes'"'"''""" in titled
+
+
 def test_default_config_asks_the_papers_four_questions() -> None:
     runs = expand_grid(filled(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))).runs
     configs = [run.config for run in runs]

@@ -1,6 +1,7 @@
 # Load-time work: validate the config (filling in the schema's defaults), expand the grid,
 # and answer Snakemake's per-job questions by looking the run up. The logic is in
 # flooding.grid, where it is unit-tested; nothing here imports torch.
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -73,6 +74,12 @@ def run_outputs():
     for pack in GRID.packs:
         targets += pack_targets(pack, f"results/packs/{pack.name}.done")
     return targets
+
+
+def report_title():
+    """The report's --title option; none when the config leaves the title to the report."""
+    title = config["title"]
+    return "" if title is None else f"--title {shlex.quote(title)}"
 
 
 def run_dirs():

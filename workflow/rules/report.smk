@@ -19,8 +19,7 @@ rule report:
     conda:
         "../../envs/flooding.yaml"
     params:
-        title=config["title"],
+        title=report_title(),
     shell:
         "flooding report --metrics {input.metrics} --summary {input.summary}"
-        " --out {output.page} --title {params.title:q} --previous {output.previous}"
-        " > {log} 2>&1"
+        " --out {output.page} {params.title} --previous {output.previous} > {log} 2>&1"
