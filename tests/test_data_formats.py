@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 import torchvision.datasets
 from fixtures_formats import IMAGE_DATASETS, write_dataset, write_idx
 
+from flooding import cli
 from flooding.config import ConfigError, RunConfig
 from flooding.data import DATASETS, DatasetMissingError, download_dataset, load_data
 
@@ -168,3 +170,40 @@ def test_download_calls_torchvision_with_download_true(tmp_path, monkeypatch, na
         expected = [(root, {"train": t, "download": True}) for t in (True, False)]
     assert calls == expected
     assert (tmp_path / "data").is_dir()
+
+
+def unreachable_url(port: int, name: str) -> str:
+    return f"http://127.0.0.1:{port}/{name}"
+
+
+@pytest.mark.parametrize("name", [n for n, s in DATASETS.items() if s.downloadable])
+def test_a_download_without_network_fails_in_one_line_naming_what_to_place(
+    tmp_path, monkeypatch, capsys, name
+):
+    # Every URL the downloader knows points at a local port nobody listens on: the
+    # network is unreachable, and no request leaves the machine.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cls = getattr(torchvision.datasets, DATASETS[name].torchvision_class)
+    if hasattr(cls, "mirrors"):
+        monkeypatch.setattr(
+            cls, "mirrors", [unreachable_url(port, "a/"), unreachable_url(port, "b/")]
+        )
+    elif hasattr(cls, "split_list"):
+        moved = {k: [unreachable_url(port, v[1]), *v[1:]] for k, v in cls.split_list.items()}
+        monkeypatch.setattr(cls, "split_list", moved)
+    else:
+        monkeypatch.setattr(cls, "url", unreachable_url(port, cls.filename))
+    root = tmp_path / "data"
+
+    assert cli.main(["download", name, "--root", str(root)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert f"cannot download {name}: 127.0.0.1:{port} not reachable (" in error
+    if hasattr(cls, "mirrors"):
+        names = ", ".join(file for file, _ in cls.resources)
+        assert f"fetch {names} from {cls.mirrors[0]} into {root / cls.__name__ / 'raw'}" in error
+    else:
+        assert f" into {root}, then run flooding download {name} --root {root} again" in error
+    assert "Traceback" not in error

@@ -24,7 +24,7 @@ from flooding.schema import merge_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs")
+WORKFLOW_FILES = ("Snakefile", "workflow", "profiles", "config", "envs")
 
 
 def copy_workflow(dest: Path, config: dict[str, Any] | None = None) -> Path:
@@ -83,8 +83,56 @@ def test_default_config_plans_the_whole_pipeline_in_packs_without_downloads(
     workdir = copy_workflow(tmp_path)
     grid = shipped_grid("config")
     assert grid.singles == [] and sum(len(pack.runs) for pack in grid.packs) == len(grid.runs)
-    planned = {"train_pack": len(grid.packs), "aggregate": 1, "report": 1, "all": 1}
+    planned = {"pack_spec": len(grid.packs), "train_pack": len(grid.packs)}
+    planned |= {"aggregate": 1, "report": 1, "all": 1}
     assert planned_counts(workdir) == planned
+
+
+def test_a_pack_job_reads_its_spec_from_a_file_so_its_command_is_short(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    text = snakemake(workdir, "--dry-run", "--printshellcmds").stdout
+    commands = [line for line in text.splitlines() if "flooding train-pack" in line]
+    assert len(commands) == len(shipped_grid("config").packs)
+    for command in commands:
+        assert re.search(r"flooding train-pack --spec results/packs/\S+\.json ", command)
+        assert len(command) < 300 and '"runs"' not in command, command
+
+
+def test_outside_the_virtual_environment_the_workflow_says_so_in_one_line(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    # The venv's snakemake by its path, with the venv's bin not on PATH: no `flooding`.
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "1", "--dry-run"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "activate the virtual environment" in line]
+    assert lines == [
+        "the flooding package or its `flooding` command is not found: activate the virtual "
+        "environment (source .venv/bin/activate) or run through make (make report)"
+    ], output
+    assert len(output) < 1000, output
+
+
+def report_command(workdir: Path, *args: str) -> str:
+    text = snakemake(workdir, "--dry-run", "--printshellcmds", *args).stdout
+    (command,) = [line for line in text.splitlines() if "flooding report" in line]
+    return command
+
+
+def test_the_report_title_defaults_to_the_report_commands_own(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    workdir = copy_workflow(tmp_path, {k: v for k, v in config.items() if k != "title"})
+    assert "--title" not in report_command(workdir)
+    (workdir / "titled.yaml").write_text("title: Mine, with 'quotes'\n")
+    titled = report_command(workdir, "--configfile", "titled.yaml")
+    assert """--title 'Mine, with '"'"'quotes'"'"''""" in titled
 
 
 def test_default_config_asks_the_papers_four_questions() -> None:

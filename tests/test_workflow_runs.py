@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import copy_workflow, snakemake, write_config
+from test_workflow import BIN, copy_workflow, planned_counts, snakemake, write_config
 
 from flooding.schema import merge_configs
 
@@ -27,7 +30,7 @@ CI_CONFIG = merge_configs(
     *(yaml.safe_load((ROOT / "config" / name).read_text()) for name in ("config.yaml", "ci.yaml"))
 )
 PIPELINE_END = {("aggregate", "results/metrics.parquet"), ("aggregate", "results/summary.parquet")}
-PIPELINE_END |= {("report", "reports/report.html")}
+PIPELINE_END |= {("report", "reports/report.html"), ("report", "results/summary.previous.parquet")}
 
 pytestmark = pytest.mark.slow
 
@@ -105,6 +108,12 @@ def test_reruns_exactly_what_a_config_change_touches(tmp_path: Path) -> None:
     assert summary.loc["gaussians", "epochs"].tolist() == [3, 3]
     assert summary.loc["gaussians", "epochs_completed"].tolist() == [3, 3]
     assert summary.loc["spiral", "epochs_completed"].tolist() == [2, 2]
+    # The report says what changed since the last one, from the summary the report rule kept.
+    page = (workdir / "reports" / "report.html").read_text(encoding="utf-8")
+    assert "What changed since the earlier report" in page
+    assert "0 runs added, 0 removed, 2 retrained" in page
+    kept = pd.read_parquet(workdir / "results" / "summary.previous.parquet")
+    assert kept.equals(pd.read_parquet(workdir / "results" / "summary.parquet"))
 
 
 def test_a_failed_run_is_recorded_and_retried_on_request(tmp_path: Path) -> None:
@@ -185,8 +194,13 @@ def test_packed_reruns_train_exactly_what_a_config_change_touches(tmp_path: Path
         for b in ("0", "0.1", "0.2")
         for s in (0, 1)
     }
-    fewer = {"flood": {"methods": ["flood"], "levels": [0.0, 0.1]}}
-    assert trained_after(changed(**packed, **fewer, seeds=[0, 1], datasets=longer)) == set()
+    # Removing a level leaves smaller packs whose members are all finished: no job at all
+    # (not a job that starts, loads and skips every member), only the tables and report.
+    fewer = changed(**packed, flood={"methods": ["flood"], "levels": [0.0, 0.1]})
+    fewer |= {"seeds": [0, 1], "datasets": longer}
+    write_config(workdir, fewer)
+    assert planned_counts(workdir) == {"aggregate": 1, "report": 1, "all": 1}
+    assert trained_after(fewer) == set()
 
 
 def test_damaged_run_outputs_are_named_and_the_report_is_still_built(tmp_path: Path) -> None:
@@ -212,3 +226,65 @@ def test_damaged_run_outputs_are_named_and_the_report_is_still_built(tmp_path: P
     # The damaged runs keep their place in the grid: the config columns are the grid's.
     assert summary["dataset"].notna().all()
     assert report.stat().st_mtime_ns > before
+
+
+def killed_when(workdir: Path, happened: Callable[[], bool]) -> None:
+    """Run `snakemake --cores 2` in its own process group and SIGKILL the whole group, as a
+    power loss would, as soon as `happened()` (polled; a loaded machine only waits longer)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [str(BIN / "snakemake"), "--cores", "2"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not happened():
+        assert process.poll() is None, "snakemake ended before the moment to kill it"
+        assert time.monotonic() < deadline, "the moment to kill snakemake did not come in 600 s"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+
+
+def test_a_whole_run_killed_mid_pack_is_continued_by_the_same_command(tmp_path: Path) -> None:
+    """The README's command, without extra flags, continues a run whose whole process tree
+    was killed: mid-pack (a stale lock is left), and while re-aggregating (an older
+    results/metrics.parquet is left, marked incomplete)."""
+    training = {**CI_CONFIG["training"], "train_size": 2000, "batch_size": 50, "epochs": 100}
+    config = changed(
+        datasets=[{"name": "spiral"}],
+        training=training,
+        pack={"by": ["flood", "seed"], "max_runs": 8},
+        seeds=[0, 1],
+    )
+    workdir = copy_workflow(tmp_path, config)
+    runs = workdir / "results" / "runs"
+    # The pack trains one stack a seed: once the first has written a run, the second is
+    # about to train for 100 epochs.
+    killed_when(workdir, lambda: any(runs.glob("**/run.json")))
+    assert 1 <= len(list(runs.glob("**/run.json"))) < 4, "the kill did not fall mid-pack"
+    assert not list((workdir / "results" / "packs").glob("**/*.done"))
+    assert list((workdir / ".snakemake" / "locks").glob("*.lock")), "a lock was left behind"
+
+    result = snakemake(workdir)  # `snakemake --cores N`, as `make report` runs it
+    assert "removed the lock of a snakemake that was killed here" in result.stderr
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet")
+    assert list(summary["status"]) == ["completed"] * 4
+    assert list(summary["epochs_completed"]) == [100] * 4
+    assert (workdir / "reports" / "report.html").stat().st_size > 0
+    assert pending(workdir) == set()
+
+    # One level fewer: only the tables and the report are rebuilt; kill that half-way.
+    write_config(workdir, {**config, "flood": {"methods": ["flood"], "levels": [0.0]}})
+    incomplete = workdir / ".snakemake" / "incomplete"
+    assert not [p for p in incomplete.iterdir() if p.name != "migration_underway"]
+    killed_when(workdir, lambda: any(p.name != "migration_underway" for p in incomplete.iterdir()))
+    plain = snakemake(workdir, "--dry-run", "--workflow-profile", "none", check=False)
+    assert "IncompleteFilesException" in plain.stdout + plain.stderr, "nothing was left to redo"
+    snakemake(workdir)
+    summary = pd.read_parquet(workdir / "results" / "summary.parquet")
+    assert list(summary["flood_level"]) == [0.0, 0.0]
+    assert pending(workdir) == set()

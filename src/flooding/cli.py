@@ -244,11 +244,11 @@ def download_main(argv: Sequence[str]) -> int:
         help=f"data root (default: ${DATA_ROOT_ENV} or data)",
     )
     args = parser.parse_args(list(argv))
-    from flooding.data import download_dataset
+    from flooding.data import DatasetDownloadError, download_dataset
 
     try:
         download_dataset(args.name, args.root)
-    except ConfigError as exc:
+    except (ConfigError, DatasetDownloadError) as exc:
         print(f"flooding download: error: {exc}", file=sys.stderr)
         return 2
     return 0

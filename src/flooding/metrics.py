@@ -22,10 +22,8 @@ import pyarrow.parquet as pq
 
 from flooding.atomic import atomic_write
 from flooding.config import RunConfig, config_hash
+from flooding.finished import METRICS_FILE, RUN_FILE
 from flooding.validation import field_type
-
-METRICS_FILE = "metrics.parquet"
-RUN_FILE = "run.json"
 
 # Measured per epoch, in column order, with what each means (docs/outputs.md is generated
 # from this). Everything here is a float except `epoch`.

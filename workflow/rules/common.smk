@@ -1,12 +1,46 @@
 # Load-time work: validate the config (filling in the schema's defaults), expand the grid,
 # and answer Snakemake's per-job questions by looking the run up. The logic is in
 # flooding.grid, where it is unit-tested; nothing here imports torch.
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from flooding.grid import expand_grid
-from flooding.schema import validate_workflow_config
+# Jobs run the `flooding` command and this file imports its package: both come from the
+# virtual environment that `make` creates (or, for jobs, from a rule's conda environment).
+OUTSIDE_VENV = (
+    "the flooding package or its `flooding` command is not found: activate the virtual "
+    "environment (source .venv/bin/activate) or run through make (make report)"
+)
+try:
+    from flooding.finished import pack_targets
+    from flooding.grid import expand_grid
+    from flooding.schema import validate_workflow_config
+    from flooding.stale_lock import enter
+except ImportError:
+    raise WorkflowError(OUTSIDE_VENV) from None
+if not (
+    shutil.which("flooding")
+    or DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+):
+    raise WorkflowError(OUTSIDE_VENV)
+
+# A lock left by an invocation that was killed (SIGKILL, power loss) is removed, so the
+# same command continues the work (the workflow profile adds --rerun-incomplete); jobs
+# that Snakemake starts as processes of their own are part of their invocation.
+if not (workflow.subprocess_exec or workflow.remote_exec):
+    INVOCATION = enter()
+    if INVOCATION.removed:
+        print("removed the lock of a snakemake that was killed here", file=sys.stderr)
+    elif INVOCATION.locked_by_another:
+        print(
+            "another snakemake is running in this directory and holds its lock: "
+            "let it end (or stop it), then run this command again",
+            file=sys.stderr,
+        )
 
 # The schema's training settings are generated from the engine's RunConfig, so the config
 # is checked by flooding.schema rather than snakemake.utils.validate, which reads a file.
@@ -28,15 +62,24 @@ def final_outputs():
 
 
 def run_outputs():
-    """What the aggregation waits for: the files of each single run, the marker of each
-    pack (its members' files are not outputs of the pack job: Snakemake would delete
-    the finished members' files before rerunning a pack whose members changed)."""
-    singles = expand(
+    """What the aggregation waits for: the files of each single run, and of each pack its
+    marker (its members' files are not outputs of the pack job: Snakemake would delete
+    the finished members' files before rerunning a pack whose members changed), or its
+    members' files when they are all finished already, so that no job trains nothing."""
+    targets = expand(
         "results/runs/{run}/{file}",
         run=GRID.singles,
         file=("metrics.parquet", "run.json"),
     )
-    return singles + [f"results/packs/{pack.name}.done" for pack in GRID.packs]
+    for pack in GRID.packs:
+        targets += pack_targets(pack, f"results/packs/{pack.name}.done")
+    return targets
+
+
+def report_title():
+    """The report's --title option; none when the config leaves the title to the report."""
+    title = config["title"]
+    return "" if title is None else f"--title {shlex.quote(title)}"
 
 
 def run_dirs():
@@ -78,7 +121,7 @@ def train_options(wildcards):
 
 def data_root_option(wildcards, input):
     # Derived from the download marker (an input), so it is no rerun trigger of its own.
-    return f"--data-root {Path(input[0]).parent}" if input else ""
+    return f"--data-root {Path(input.data[0]).parent}" if input.data else ""
 
 
 def train_resource(name):

@@ -1,24 +1,25 @@
 # The HTML report: the paper's four questions answered from the two tables, and what
-# changed since the last report. The summary it was built from is kept for the next one
-# (not an output: Snakemake would delete it before the job runs).
+# changed since the last report. The summary it was built from is kept for the next one,
+# as an output flagged `update`: Snakemake does not delete it before the job, which first
+# compares with the kept summary, then replaces it (and restores it if the job fails).
 rule report:
     input:
         metrics="results/metrics.parquet",
         summary="results/summary.parquet",
     output:
-        report(
+        page=report(
             "reports/report.html",
             caption="../report/report.rst",
             category="Report",
         ),
+        previous=update("results/summary.previous.parquet"),
     log:
         "results/logs/report.log",
     localrule: True
     conda:
         "../../envs/flooding.yaml"
     params:
-        title=config["title"],
-        previous="results/summary.previous.parquet",
+        title=report_title(),
     shell:
-        "flooding report --metrics {input.metrics} --summary {input.summary} --out {output}"
-        " --title {params.title:q} --previous {params.previous} > {log} 2>&1"
+        "flooding report --metrics {input.metrics} --summary {input.summary}"
+        " --out {output.page} {params.title} --previous {output.previous} > {log} 2>&1"

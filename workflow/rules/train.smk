@@ -3,7 +3,7 @@
 # are runtime settings and are not rerun triggers.
 rule train:
     input:
-        train_input,
+        data=train_input,
     output:
         metrics="results/runs/{run}/metrics.parquet",
         record="results/runs/{run}/run.json",
@@ -24,19 +24,36 @@ rule train:
         " --threads {threads} --record-failure > {log} 2>&1"
 
 
+# A pack's spec (every member's folder and config), rendered here in-process rather than
+# echoed into the shell command, so that a failed pack job prints a short command.
+rule pack_spec:
+    input:
+        # ancient: a checkout that touches the template must not make every pack a new job.
+        ancient("workflow/templates/pack_spec.json.j2"),
+    output:
+        "results/packs/{pack}.json",
+    log:
+        "results/packs/{pack}.spec.log",
+    localrule: True
+    params:
+        spec=pack_spec,
+    template_engine:
+        "jinja2"
+
+
 # One job per pack: several runs trained by one process (see the config's `pack`); those
 # that differ only in flood level or method train as one stacked model (docs/packs.md).
-# The spec lists every member's folder and config, and the pack's name ends in a digest
-# of them, so a changed member set is a new job; the engine skips members already
-# finished with the same config, so only new or changed runs train. The output is a
-# marker, not the members' files: Snakemake deletes a job's existing outputs before
-# running it, which would throw away finished members.
+# The pack's name ends in a digest of its members' folders and configs, so a changed
+# member set is a new job; the engine skips members already finished with the same
+# config, so only new or changed runs train. The output is a marker, not the members'
+# files: Snakemake deletes a job's existing outputs before running it, which would throw
+# away finished members.
 rule train_pack:
     input:
-        pack_input,
-    output:
         spec="results/packs/{pack}.json",
-        done=touch("results/packs/{pack}.done"),
+        data=pack_input,
+    output:
+        touch("results/packs/{pack}.done"),
     log:
         "results/packs/{pack}.log",
     conda:
@@ -47,9 +64,7 @@ rule train_pack:
         runtime=pack_resource("runtime"),
         gpu=pack_resource("gpu"),
     params:
-        spec=pack_spec,
         data_root=data_root_option,
     shell:
-        "printf '%s\\n' {params.spec:q} > {output.spec} && flooding train-pack"
-        " --spec {output.spec} {params.data_root} --threads {threads} --record-failure"
-        " > {log} 2>&1"
+        "flooding train-pack --spec {input.spec} {params.data_root} --threads {threads}"
+        " --record-failure > {log} 2>&1"

@@ -10,7 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flooding.data.registry import DATASETS, DatasetMissingError, DatasetSpec
+from flooding.data.registry import (
+    DATASETS,
+    DatasetDownloadError,
+    DatasetMissingError,
+    DatasetSpec,
+)
 from flooding.validation import ConfigError, resolve_size, split_sizes
 
 if TYPE_CHECKING:
@@ -21,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DATASETS",
     "DataBundle",
+    "DatasetDownloadError",
     "DatasetMissingError",
     "DatasetSpec",
     "download_dataset",

@@ -206,5 +206,16 @@ class DatasetMissingError(FileNotFoundError):
         )
 
 
+class DatasetDownloadError(ConnectionError):
+    """A download that could not reach its host; says which files to place by hand."""
+
+    def __init__(self, name: str, root: str, hosts: list[str], reason: str, files: str) -> None:
+        super().__init__(
+            f"cannot download {name}: {', '.join(hosts)} not reachable ({reason}); on a machine "
+            f"with internet fetch {files}, then run {download_command(name, root)} again "
+            "(it checks their md5 and unpacks archives)"
+        )
+
+
 def download_command(name: str, root: str) -> str:
     return f"flooding download {name} --root {shlex.quote(root)}"

@@ -16,11 +16,17 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
 
-from flooding.data.registry import DATASETS, DatasetMissingError, DatasetSpec
+from flooding.data.registry import (
+    DATASETS,
+    DatasetDownloadError,
+    DatasetMissingError,
+    DatasetSpec,
+)
 from flooding.validation import ConfigError
 
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -36,7 +42,11 @@ def load(spec: DatasetSpec, root: Path) -> Arrays:
 
 
 def download(name: str, root: Path) -> None:
-    """Fetch the training and test files of a torchvision dataset into root."""
+    """Fetch the training and test files of a torchvision dataset into root.
+
+    Files already under root with the right md5 are not fetched again, so when the host
+    cannot be reached the error names the files to place there by hand.
+    """
     spec = DATASETS.get(name)
     if spec is None or not spec.downloadable:
         downloadable = [n for n, s in DATASETS.items() if s.downloadable]
@@ -48,12 +58,31 @@ def download(name: str, root: Path) -> None:
         )
     cls = _torchvision_class(spec)
     root.mkdir(parents=True, exist_ok=True)
-    if spec.name == "svhn":
-        for split in ("train", "test"):
-            cls(root=str(root), split=split, download=True)
-    else:
-        for train in (True, False):
-            cls(root=str(root), train=train, download=True)
+    try:
+        if spec.name == "svhn":
+            for split in ("train", "test"):
+                cls(root=str(root), split=split, download=True)
+        else:
+            for train in (True, False):
+                cls(root=str(root), train=train, download=True)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; MNIST raises RuntimeError
+        urls, places = _sources(cls, root)
+        hosts = list(dict.fromkeys(urlsplit(url).netloc for url in urls))
+        reason = str(getattr(exc, "reason", exc)).strip().splitlines()[-1]
+        raise DatasetDownloadError(spec.name, str(root), hosts, reason, places) from exc
+
+
+def _sources(cls: Any, root: Path) -> tuple[list[str], str]:
+    """Every URL the downloader may try, and which files go where, in words."""
+    if hasattr(cls, "mirrors"):  # the MNIST family: each file from the first mirror that answers
+        names = [name for name, _ in cls.resources]
+        urls = [mirror + name for mirror in cls.mirrors for name in names]
+        return urls, f"{', '.join(names)} from {cls.mirrors[0]} into {root / cls.__name__ / 'raw'}"
+    if hasattr(cls, "split_list"):  # SVHN: one .mat file a split
+        urls = [cls.split_list[split][0] for split in ("train", "test")]
+    else:  # CIFAR: one archive
+        urls = [cls.url]
+    return urls, f"{', '.join(urls)} into {root}"
 
 
 def _torchvision_class(spec: DatasetSpec) -> Any:

@@ -52,7 +52,7 @@ def build_report(
     page = render(metrics, summary, title, built_at, previous)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
+    atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return out
 
 
