@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flooding.config import ConfigError, RunConfig, config_hash, data_fields, validate
+from flooding.config import ConfigError, RunConfig, data_fields, validate
 from flooding.data.registry import DatasetMissingError
-from flooding.metrics import METRICS_FILE, RUN_FILE
+from flooding.finished import run_finished
 from flooding.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from flooding.train import DataSource
 
 LOG_FILE = "train.log"
-FINISHED = ("completed", "diverged")  # a failed run is retried: it may resume
 
 
 @dataclass(frozen=True)
@@ -77,15 +76,7 @@ def write_spec(path: Path, members: list[Member]) -> None:
 
 def is_finished(member: Member) -> bool:
     """Whether member.out holds a finished run of this very config."""
-    try:
-        record = json.loads((member.out / RUN_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        record.get("config_hash") == config_hash(member.config)
-        and record.get("status") in FINISHED
-        and (member.out / METRICS_FILE).is_file()
-    )
+    return run_finished(member.out, member.config)
 
 
 def data_key(cfg: RunConfig) -> tuple[object, ...]:
