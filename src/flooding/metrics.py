@@ -25,6 +25,9 @@ from flooding.config import RunConfig, config_hash
 from flooding.validation import field_type
 
 METRICS_FILE = "metrics.parquet"
+# Relative size of the random weight perturbations of the flatness measure
+# (flooding.flatness); here, torch-free, so that the report can state it.
+SHARPNESS_RADIUS = 0.05
 RUN_FILE = "run.json"
 
 # Measured per epoch, in column order, with what each means (docs/outputs.md is generated

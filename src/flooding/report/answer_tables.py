@@ -6,11 +6,20 @@ import math
 
 import pandas as pd
 
-from flooding.report import settings
+from flooding.report import settings, verdicts
 from flooding.report.changes import Changes
 from flooding.report.settings import describe, value
 from flooding.report.stats import SETTING_COLUMNS
-from flooding.report.tables import Cell, Row, Table, cells, needed, p_cell
+from flooding.report.tables import (
+    Cell,
+    Row,
+    Table,
+    accuracy,
+    cells,
+    levels_text,
+    needed,
+    p_cell,
+)
 
 CHANGED_RUNS_SHOWN = 50
 
@@ -228,4 +237,88 @@ def flipped_table(flipped: pd.DataFrame) -> Table:
         )
         for _, r in flipped.iterrows()
     ]
+    return Table(head, body)
+
+
+# How a category reads in a cell, and its colour.
+CATEGORY_CSS = {verdicts.GAIN: "up", verdicts.LOSS: "down"}
+
+
+def _interval_points(difference: float, low: float, high: float) -> str:
+    text = f"{100 * difference:+.2f}"
+    if not pd.isna(low):
+        text += f" [{100 * low:+.2f}, {100 * high:+.2f}]"
+    return text
+
+
+def options_table(options: pd.DataFrame) -> Table:
+    """RQ3: per group of settings and method, the best option without and with flooding."""
+    head = [
+        cells(
+            *ROW_KEYS,
+            "best without flooding: test acc. (%)",
+            "best with flooding: test acc. (%)",
+            "Δ (points) [95 % interval]",
+            "p / Holm p",
+            "answer",
+            "flooding added to the best without: Δ (points)",
+        )
+    ]
+    body: list[Row] = []
+    for (dataset, arch), block in options.groupby(["dataset", "arch"], sort=True):
+        shown = settings.varying(block, skip=("dataset", "arch", *settings.RQ3_COLUMNS))
+        for _, r in block.iterrows():
+            n = int(r["n_pairs"])
+            added = (
+                Cell("no flooded runs", css="muted")
+                if r["added_category"] == ""
+                else Cell(
+                    _interval_points(r["added_difference"], r["added_ci_low"], r["added_ci_high"])
+                    + f" ({r['added_category']})",
+                    css=CATEGORY_CSS.get(r["added_category"], ""),
+                )
+            )
+            body.append(
+                cells(
+                    value(dataset),
+                    value(arch),
+                    describe(r, shown) or "the only one",
+                    value(r["flood_method"]),
+                    Cell(
+                        f"{r['plain']}: {accuracy(r['plain_mean'], r['plain_std'], n)}",
+                        css="better" if r["best"] == r["plain"] else "",
+                    ),
+                    Cell(
+                        f"{r['flooding']}: {accuracy(r['flooding_mean'], r['flooding_std'], n)}"
+                        f" (b: {levels_text(r['chosen_levels'])})",
+                        css="better" if r["best"] == r["flooding"] else "",
+                    ),
+                    Cell(_interval_points(r["mean_difference"], r["ci_low"], r["ci_high"])),
+                    p_cell(r["p_value"], r["p_holm"], r["test_note"]),
+                    Cell(r["category"], css=CATEGORY_CSS.get(r["category"], "")),
+                    added,
+                )
+            )
+    return Table(head, body, css="results")
+
+
+def idle_table(idle: pd.DataFrame) -> Table:
+    """Flood levels left out of the choice of b, and why."""
+    head = [cells(*ROW_KEYS, "b", "why left out", "untrained loss (nats)", "runs")]
+    body: list[Row] = []
+    for (dataset, arch), block in idle.groupby(["dataset", "arch"], sort=True):
+        shown = settings.varying(block, skip=("dataset", "arch"))
+        for _, r in block.iterrows():
+            body.append(
+                cells(
+                    value(dataset),
+                    value(arch),
+                    describe(r, shown) or "the only one",
+                    value(r["flood_method"]),
+                    f"{r['flood_level']:g}",
+                    Cell(r["reason"], css="warn"),
+                    "n/a" if math.isnan(r["untrained_loss"]) else f"{r['untrained_loss']:.3f}",
+                    str(int(r["runs"])),
+                )
+            )
     return Table(head, body)

@@ -81,7 +81,7 @@ def _tracking(a: Analysis) -> list[str]:
 
 def curves(a: Analysis) -> Section:
     title = "RQ4: learning curves, double descent, flatness, gradient norm"
-    drawn = stats.curve_runs(a.summary)
+    drawn = stats.curve_runs(a.kept)
     if drawn.empty:
         return Section("rq4", "RQ4", title, [Part(paragraphs=["No completed runs."])])
     columns = ["run_dir", "epoch", *plots.CURVE_METRICS]

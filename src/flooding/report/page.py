@@ -36,6 +36,12 @@ td.error { font-family: ui-monospace, monospace; white-space: pre-wrap; min-widt
 figure { margin: 1rem 0 2rem; } figcaption { color: #555; font-size: 0.9rem; }
 img { max-width: 100%; height: auto; }
 .note { color: #555; font-size: 0.9rem; }
+.answer { border-left: 4px solid #ccc; padding: 0 0 0 0.8rem; margin: 1rem 0; }
+.verdict { font-weight: bold; padding: 0 0.4rem; border-radius: 4px; white-space: nowrap; }
+.verdict.supports { background: #e6f4ea; color: #1a7f37; }
+.verdict.contradicts { background: #fdecea; color: #c62828; }
+.verdict.inconclusive { background: #fff4e5; color: #8a5300; }
+.verdict.not-tested { background: #eee; color: #555; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
 dd { margin: 0; overflow-wrap: anywhere; } dt { font-weight: bold; }
 """
@@ -65,6 +71,5 @@ def render(
         policy=POLICY,
         style=STYLE,
         title=title,
-        headline=analysis.headline(),
         sections=sections(analysis, built_at),
     )

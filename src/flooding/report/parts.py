@@ -23,6 +23,7 @@ class Part:
     """A run of content in a section: optional heading, paragraphs, facts, tables, figures."""
 
     heading: str = ""
+    anchor: str = ""  # an id for links to this part
     paragraphs: list[str] = field(default_factory=list)
     facts: list[tuple[str, str]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
@@ -35,6 +36,8 @@ class Section:
     short: str  # its name in the contents line
     title: str
     parts: list[Part]
+    intro: list[str] = field(default_factory=list)  # before the answers and parts
+    answers: tuple = ()  # claims.Answer, for the answers section
 
 
 def figure(plot: plots.Plot, caption: str) -> Figure:

@@ -44,6 +44,17 @@ def completed(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["status"] == "completed"]
 
 
+def without_levels(summary: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """The summary less the runs of `levels` (rows of setting, method and flood level)."""
+    if levels.empty:
+        return summary
+    keys = [*SETTING_COLUMNS, "flood_method", "flood_level"]
+    marked = summary.merge(
+        levels[keys].drop_duplicates().assign(_left_out=True), on=keys, how="left"
+    )
+    return summary[marked["_left_out"].isna().to_numpy()]
+
+
 def by_method(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs once per flooding method of their setting, the b = 0 runs in every copy.
 
@@ -257,3 +268,41 @@ def compare_measure(summary: pd.DataFrame, measure: str) -> pd.DataFrame:
     renamed = renamed.assign(final_test_acc=renamed[measure], best_test_acc=renamed[measure])
     table = compare(renamed) if len(renamed) else pd.DataFrame(columns=_COMPARE_COLUMNS)
     return table[~table["early_stopping"].astype(bool)].reset_index(drop=True)
+
+
+def level_trend(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per setting (less its label noise) and method, early stopping off: the chosen b at
+    the highest noise minus at the lowest, paired by seed, Holm over the rows.
+
+    Columns: the group, `low`, `high` (the two noise levels), `n_pairs`, `mean_difference`,
+    `ci_low`, `ci_high`, `p_value`, `p_holm`.
+    """
+    off = chosen[~chosen["early_stopping"].astype(bool)]
+    group = [c for c in SETTING_COLUMNS if c != "label_noise"] + ["flood_method"]
+    rows = []
+    for key, block in off.groupby(group, dropna=False, sort=True):
+        noise = sorted(block["label_noise"].unique())
+        if len(noise) < 2:
+            continue
+        low = block[block["label_noise"] == noise[0]][["seed", "flood_level"]]
+        high = block[block["label_noise"] == noise[-1]][["seed", "flood_level"]]
+        pairs = high.merge(low, on="seed", suffixes=("_high", "_low"))
+        result = paired_t_test(
+            pairs["flood_level_high"].to_numpy(), pairs["flood_level_low"].to_numpy()
+        )
+        rows.append(
+            {
+                **dict(zip(group, key, strict=True)),
+                "low": noise[0],
+                "high": noise[-1],
+                "n_pairs": result.n,
+                "mean_difference": result.mean_difference,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "p_value": result.p_value,
+            }
+        )
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_holm"] = holm(list(table["p_value"]))
+    return table

@@ -133,7 +133,8 @@ def main_table(block: pd.DataFrame, edges: pd.DataFrame) -> Table:
             if r["has_flooding"]:
                 means[m] = r["flooded_mean"]
         best = _best(means)
-        row = [Cell(value(v, c)) for v, c in zip(key[:-1], shown, strict=True)]
+        dataset = str(block["dataset"].iloc[0])
+        row = [Cell(value(v, c, dataset)) for v, c in zip(key[:-1], shown, strict=True)]
         row += cells("on" if key[-1] else "off", seeds)
         baseline = accuracy(first["baseline_mean"], first["baseline_std"], n)
         row.append(Cell(baseline, css="better" if best == "b = 0" else ""))

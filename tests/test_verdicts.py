@@ -1,0 +1,205 @@
+"""The answers section: each comparison's category and each claim's verdict, on small
+hand-made result sets whose answer is known, and the rules as docs/report.md states them."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_results import CONFIG_DEFAULTS
+
+from flooding.report import claims, combinations, verdicts
+from flooding.report.analysis import Analysis
+
+SEEDS = range(5)
+EPOCHS = 4
+FLOODED = 0.1
+
+
+def results(cells: list[dict], levels: tuple[float, ...] = (FLOODED,)) -> tuple:
+    """(metrics, summary) of a grid with a b = 0 and flooded runs per cell and seed.
+
+    A cell sets `label_noise`, `weight_decay`, the b = 0 test accuracy `base` and the
+    flooded run's `gain` over it. Seeds differ by a point at b = 0 (the seed spread) and
+    their gains by a tenth of a point, so a gain of two points is significant and a gain of
+    0 is not. Validation prefers the largest level, so it is chosen for every seed.
+    """
+    rows = []
+    for cell in cells:
+        for seed in SEEDS:
+            base = cell["base"] + seed / 100
+            config = {
+                **CONFIG_DEFAULTS,
+                "dataset": "gaussians",
+                "label_noise": cell.get("label_noise", 0.0),
+                "weight_decay": cell.get("weight_decay", 0.0),
+                "seed": seed,
+                "epochs": EPOCHS,
+            }
+            rows.append({**config, "acc": base})
+            for level in levels:
+                gain = cell["gain"] + (seed - 2) / 1000
+                rows.append({**config, "flood_level": level, "acc": base + gain})
+    summary = pd.DataFrame(rows).assign(
+        status="completed", epochs_completed=EPOCHS, bayes_error=0.24
+    )
+    summary["run_dir"] = [f"run{i}" for i in range(len(summary))]
+    summary["best_epoch"] = EPOCHS
+    for prefix in ("final", "best"):
+        summary[f"{prefix}_val_acc"] = summary["flood_level"]
+        summary[f"{prefix}_test_acc"] = summary["acc"]
+        summary[f"{prefix}_train_acc"] = 0.9
+    epochs = np.arange(EPOCHS + 1)
+    metrics = pd.DataFrame(
+        {
+            "run_dir": np.repeat(summary["run_dir"].to_numpy(), len(epochs)),
+            "epoch": np.tile(epochs, len(summary)),
+        }
+    )
+    level = metrics["run_dir"].map(dict(zip(summary["run_dir"], summary["flood_level"])))
+    metrics["train_loss"] = 0.69 * np.exp(-metrics["epoch"])
+    metrics["batch_loss"] = metrics["train_loss"]
+    metrics["test_loss"] = 0.7 - 0.05 * metrics["epoch"]  # falls throughout
+    metrics["grad_norm"] = 1.0
+    metrics["flooded_frac"] = np.where(metrics["epoch"] == 0, math.nan, 0.3 * (level > 0))
+    metrics["epoch_seconds"] = 0.1
+    return metrics, summary
+
+
+def check(metrics: pd.DataFrame, summary: pd.DataFrame, claim: str) -> claims.Check:
+    analysis = Analysis.of(metrics, summary, None)
+    found = [c for answer in claims.answers(analysis) for c in answer.checks if c.claim == claim]
+    assert len(found) == 1
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("gains", "verdict"),
+    [
+        ((0.02, 0.0), verdicts.SUPPORTS),
+        ((-0.02, 0.0), verdicts.CONTRADICTS),
+        ((0.02, -0.02), verdicts.INCONCLUSIVE),  # significant both ways
+        ((0.0, 0.0), verdicts.INCONCLUSIVE),  # nothing significant
+    ],
+)
+def test_rq1_verdict_follows_the_significant_comparisons(gains, verdict):
+    cells = [{"label_noise": 0.1 * i, "base": 0.8, "gain": gain} for i, gain in enumerate(gains)]
+    assert check(*results(cells), "C1").verdict == verdict
+
+
+def test_rq1_is_not_tested_without_a_p_value():
+    metrics, summary = results([{"base": 0.8, "gain": 0.02}])
+    two_seeds = summary["seed"] < 2
+    assert check(metrics, summary[two_seeds], "C1").verdict == verdicts.NOT_TESTED
+
+
+@pytest.mark.parametrize(
+    ("cells", "verdict", "best"),
+    [
+        # Weight decay 0.1 is better without flooding; flooding adds two points to it.
+        (
+            [
+                {"weight_decay": 0.0, "base": 0.80, "gain": 0.0},
+                {"weight_decay": 0.1, "base": 0.84, "gain": 0.02},
+            ],
+            verdicts.SUPPORTS,
+            "flooding + weight decay 0.1",
+        ),
+        # The best option without flooding (weight decay 0.1, 85 %) beats every flooded one:
+        # flooding costs two points there and adds one to the weaker option.
+        (
+            [
+                {"weight_decay": 0.0, "base": 0.80, "gain": 0.01},
+                {"weight_decay": 0.1, "base": 0.85, "gain": -0.02},
+            ],
+            verdicts.CONTRADICTS,
+            "weight decay 0.1",
+        ),
+        (
+            [
+                {"weight_decay": 0.0, "base": 0.80, "gain": 0.0},
+                {"weight_decay": 0.1, "base": 0.84, "gain": 0.0},
+            ],
+            verdicts.INCONCLUSIVE,
+            None,
+        ),
+    ],
+)
+def test_rq3_verdict_compares_the_best_options_with_and_without_flooding(cells, verdict, best):
+    metrics, summary = results(cells)
+    assert check(metrics, summary, "C3").verdict == verdict
+    analysis = Analysis.of(metrics, summary, None)
+    (row,) = analysis.options.itertuples()
+    assert row.plain == "weight decay 0.1" or row.plain == "early stopping + weight decay 0.1"
+    if best is not None:
+        assert row.best.endswith(best.split(" + ", 1)[-1]) and row.best.startswith(best[:8])
+
+
+def test_rq3_option_names_say_only_what_the_grid_varies():
+    option = {"flooded": True, "early_stopping": True, "weight_decay": 0.1, "augment": True}
+    assert combinations.option_name(option, []) == "flooding + early stopping"
+    assert (
+        combinations.option_name(option, ["weight_decay", "augment"])
+        == "flooding + early stopping + weight decay 0.1 + augmentation"
+    )
+    plain = {**option, "flooded": False, "early_stopping": False}
+    assert combinations.option_name(plain, []) == "ordinary"
+    assert combinations.option_name(plain, ["weight_decay"]) == "weight decay 0.1"
+
+
+def test_categories_in_their_order():
+    assert verdicts.category(0.001, 0.02, (0.1, 0.1, 0.1)) == verdicts.GAIN
+    assert verdicts.category(0.001, -0.02, (0.1, 0.1, 0.1)) == verdicts.LOSS
+    assert verdicts.category(0.2, 0.02, (0.1, 0.1, 0.1)) == verdicts.NO_EVIDENCE
+    assert verdicts.category(None, 0.02, (0.1, 0.1)) == verdicts.NO_EVIDENCE
+    # Three of five seeds chose b = 0: the result is mostly ordinary training again.
+    assert verdicts.category(0.001, 0.02, (0, 0, 0, 0.1, 0.1)) == verdicts.B0_MOSTLY
+    assert verdicts.category(0.001, 0.02, (0, 0, 0.1, 0.1)) == verdicts.GAIN
+
+
+def test_headline_counts_categories_and_names_the_baseline_of_each_gain():
+    cells = [
+        {"weight_decay": 0.0, "base": 0.80, "gain": 0.03},
+        {"weight_decay": 0.1, "base": 0.84, "gain": 0.0},
+    ]
+    analysis = Analysis.of(*results(cells), None)
+    text = " ".join(analysis.headline())
+    # Against b = 0: weight decay 0 gains with early stopping on and off; 0.1 does not.
+    assert "4 comparisons" in text and "significant gain: 2, significant loss: 0" in text
+    assert "over ordinary training with early stopping off" in text
+    # Against the best without flooding (weight decay 0.1, 84 %): 83 % is no gain.
+    assert "1 groups of settings" in text and "no evidence: 1" in text
+
+
+def test_most_seeds_choosing_b0_is_its_own_category(tmp_path):
+    metrics, summary = results([{"base": 0.8, "gain": 0.02}])
+    # Validation prefers b = 0 for seeds 0, 1 and 2.
+    prefers_b0 = (summary["flood_level"] == 0) & (summary["seed"] < 3)
+    for prefix in ("final", "best"):
+        summary.loc[prefers_b0, f"{prefix}_val_acc"] = 1.0
+    shows = check(metrics, summary, "C1").shows
+    assert "2 where most seeds chose b = 0" in shows and "0 significant gains" in shows
+
+
+def test_rq2_trend_of_the_chosen_level_with_noise():
+    # The chosen b is 0.1 at noise 0 and 0.3 at noise 0.2: validation prefers the level
+    # nearest 0.1 + noise, with a little per-seed wobble in the levels offered.
+    cells = [{"label_noise": n, "base": 0.8, "gain": 0.0} for n in (0.0, 0.2)]
+    metrics, summary = results(cells, levels=(0.1, 0.3))
+    target = 0.1 + summary["label_noise"]
+    for prefix in ("final", "best"):
+        summary[f"{prefix}_val_acc"] = -((summary["flood_level"] - target) ** 2)
+    flip = (summary["seed"] == 4) & (summary["label_noise"] == 0.2)
+    summary.loc[flip & (summary["flood_level"] == 0.1), "final_val_acc"] = 1.0
+    assert check(metrics, summary, "C2").verdict == verdicts.SUPPORTS
+
+
+def test_the_rules_in_docs_are_the_rules_in_the_code():
+    docs = Path(__file__).resolve().parents[1] / "docs" / "report.md"
+    text = re.sub(r"\s+", " ", docs.read_text(encoding="utf-8"))
+    for name, rule in (*verdicts.CATEGORY_RULES, *verdicts.VERDICT_RULES):
+        assert f"{name}: {rule}" in text, name
