@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fixtures_results import CONFIG_DEFAULTS
 
-from flooding.report import claims, combinations, verdicts
+from flooding.report import claims, combinations, diagnostics, verdicts
 from flooding.report.analysis import Analysis
 
 SEEDS = range(5)
@@ -60,7 +60,7 @@ def results(cells: list[dict], levels: tuple[float, ...] = (FLOODED,)) -> tuple:
             "epoch": np.tile(epochs, len(summary)),
         }
     )
-    level = metrics["run_dir"].map(dict(zip(summary["run_dir"], summary["flood_level"])))
+    level = metrics["run_dir"].map(summary.set_index("run_dir")["flood_level"])
     metrics["train_loss"] = 0.69 * np.exp(-metrics["epoch"])
     metrics["batch_loss"] = metrics["train_loss"]
     metrics["test_loss"] = 0.7 - 0.05 * metrics["epoch"]  # falls throughout
@@ -203,3 +203,31 @@ def test_the_rules_in_docs_are_the_rules_in_the_code():
     text = re.sub(r"\s+", " ", docs.read_text(encoding="utf-8"))
     for name, rule in (*verdicts.CATEGORY_RULES, *verdicts.VERDICT_RULES):
         assert f"{name}: {rule}" in text, name
+
+
+def test_levels_that_did_nothing_are_flagged_and_never_chosen():
+    metrics, summary = results([{"base": 0.8, "gain": 0.02}], levels=(0.05, 0.1, 0.8))
+    # Validation would pick 0.05, which never flooded, and else 0.8, above ln 2 and above
+    # the b = 0 runs' untrained loss (0.69).
+    for prefix in ("final", "best"):
+        summary.loc[summary["flood_level"] == 0.05, f"{prefix}_val_acc"] = 2.0
+    never = summary.loc[summary["flood_level"] == 0.05, "run_dir"]
+    metrics.loc[metrics["run_dir"].isin(never), "flooded_frac"] = 0.0
+    analysis = Analysis.of(metrics, summary, None)
+    idle = analysis.idle.set_index("flood_level")
+    assert idle["reason"].to_dict() == {
+        0.05: diagnostics.NEVER_ENGAGED,
+        0.8: diagnostics.AT_UNTRAINED_LOSS,
+    }
+    assert idle.loc[0.8, "untrained_loss"] == pytest.approx(0.69)
+    assert set(analysis.chosen["flood_level"]) == {0.1}
+    assert all(levels == (0.1,) * 5 for levels in analysis.comparison["chosen_levels"])
+    assert any("left out of the choice of b" in s for s in analysis.headline())
+
+
+def test_the_untrained_loss_is_ln_c_when_the_runs_start_higher():
+    metrics, summary = results([{"base": 0.8, "gain": 0.02}], levels=(0.1, 0.7))
+    metrics["train_loss"] = 0.9 * np.exp(-metrics["epoch"])  # starts above ln 2
+    idle = Analysis.of(metrics, summary, None).idle
+    assert list(idle["flood_level"]) == [0.7]
+    assert idle["untrained_loss"].iloc[0] == pytest.approx(math.log(2))
