@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import base64
-import io
 import re
 import subprocess
 import sys
 from datetime import datetime, timezone
 from html.parser import HTMLParser
+from xml.etree import ElementTree
 
-import matplotlib.image
 import pandas as pd
 import pytest
 from fixtures_results import (
@@ -21,7 +20,7 @@ from fixtures_results import (
 )
 
 from flooding.config import RunConfig
-from flooding.report import build_report, main, stats, tables
+from flooding.report import build_report, main, plots, stats, tables
 
 BUILT_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
 GRID = FakeGrid(
@@ -92,8 +91,9 @@ def test_cli_reads_the_parquet_files_and_writes_one_page(tmp_path, results, caps
     # RQ3 table, the grid warnings (edge of the grid, training length), the RQ2 table, the
     # double-descent table.
     assert len(page.all("table")) == 10
-    # RQ2: chosen b and accuracy against b; RQ4: one figure per dataset and architecture.
-    assert len(page.all("img")) == 4
+    # RQ2: chosen b against noise and accuracy against b, a panel per dataset, architecture
+    # and method (2 x 2 each); RQ4: four panels per dataset and architecture.
+    assert len(page.all("img")) == 16
 
 
 def test_results_from_before_a_setting_existed_still_report(tmp_path, results, report_text):
@@ -105,15 +105,20 @@ def test_results_from_before_a_setting_existed_still_report(tmp_path, results, r
     assert build(tmp_path, metrics, older) == report_text
 
 
-def test_every_figure_is_an_inline_png_of_its_stated_size(report_text):
+def test_every_figure_is_an_inline_svg_of_its_stated_size(report_text):
     page = Page(report_text)
     images = page.all("img")
     assert images
     for attrs in images:
-        prefix = "data:image/png;base64,"
+        prefix = "data:image/svg+xml;base64,"
         assert attrs["src"].startswith(prefix) and attrs["alt"]
-        pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(attrs["src"][len(prefix) :])))
-        assert pixels.shape[:2] == (int(attrs["height"]), int(attrs["width"]))
+        svg = ElementTree.fromstring(base64.b64decode(attrs["src"][len(prefix) :]))
+        # matplotlib writes points (1/72 inch); the page shows PX_PER_INCH pixels an inch.
+        width = float(svg.attrib["width"].removesuffix("pt")) * plots.PX_PER_INCH / 72
+        height = float(svg.attrib["height"].removesuffix("pt")) * plots.PX_PER_INCH / 72
+        assert (round(width), round(height)) == (int(attrs["width"]), int(attrs["height"]))
+        # Text stays text: a reader can search it and it stays sharp at any zoom.
+        assert next(svg.iter("{http://www.w3.org/2000/svg}text"), None) is not None
 
 
 def test_page_refers_to_nothing_outside_itself(report_text):

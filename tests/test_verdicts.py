@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fixtures_results import CONFIG_DEFAULTS
 
-from flooding.report import claims, combinations, diagnostics, verdicts
+from flooding.report import build_report, claims, combinations, diagnostics, verdicts
 from flooding.report.analysis import Analysis
 
 SEEDS = range(5)
@@ -20,7 +20,9 @@ EPOCHS = 4
 FLOODED = 0.1
 
 
-def results(cells: list[dict], levels: tuple[float, ...] = (FLOODED,)) -> tuple:
+def results(
+    cells: list[dict], levels: tuple[float, ...] = (FLOODED,), epochs: int = EPOCHS
+) -> tuple:
     """(metrics, summary) of a grid with a b = 0 and flooded runs per cell and seed.
 
     A cell sets `label_noise`, `weight_decay`, the b = 0 test accuracy `base` and the
@@ -38,26 +40,26 @@ def results(cells: list[dict], levels: tuple[float, ...] = (FLOODED,)) -> tuple:
                 "label_noise": cell.get("label_noise", 0.0),
                 "weight_decay": cell.get("weight_decay", 0.0),
                 "seed": seed,
-                "epochs": EPOCHS,
+                "epochs": epochs,
             }
             rows.append({**config, "acc": base})
             for level in levels:
                 gain = cell["gain"] + (seed - 2) / 1000
                 rows.append({**config, "flood_level": level, "acc": base + gain})
     summary = pd.DataFrame(rows).assign(
-        status="completed", epochs_completed=EPOCHS, bayes_error=0.24
+        status="completed", epochs_completed=epochs, bayes_error=0.24
     )
     summary["run_dir"] = [f"run{i}" for i in range(len(summary))]
-    summary["best_epoch"] = EPOCHS
+    summary["best_epoch"] = epochs
     for prefix in ("final", "best"):
         summary[f"{prefix}_val_acc"] = summary["flood_level"]
         summary[f"{prefix}_test_acc"] = summary["acc"]
         summary[f"{prefix}_train_acc"] = 0.9
-    epochs = np.arange(EPOCHS + 1)
+    steps = np.arange(epochs + 1)
     metrics = pd.DataFrame(
         {
-            "run_dir": np.repeat(summary["run_dir"].to_numpy(), len(epochs)),
-            "epoch": np.tile(epochs, len(summary)),
+            "run_dir": np.repeat(summary["run_dir"].to_numpy(), len(steps)),
+            "epoch": np.tile(steps, len(summary)),
         }
     )
     level = metrics["run_dir"].map(summary.set_index("run_dir")["flood_level"])
@@ -231,3 +233,41 @@ def test_the_untrained_loss_is_ln_c_when_the_runs_start_higher():
     idle = Analysis.of(metrics, summary, None).idle
     assert list(idle["flood_level"]) == [0.7]
     assert idle["untrained_loss"].iloc[0] == pytest.approx(math.log(2))
+
+
+# Falls, rises by 60 % over four epochs, falls again to the end: a double descent.
+DOUBLE_DESCENT = [1.0, 0.6, 0.5, 0.5, 0.7, 0.8, 0.8, 0.6, 0.45, 0.4, 0.38, 0.37, 0.36]
+
+
+def with_double_descent(at_b0: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two noise levels; at noise 0 (not the setting the figures draw first) the flooded
+    runs' test loss descends twice, and with `at_b0` the b = 0 runs' as well."""
+    cells = [{"label_noise": n, "base": 0.8, "gain": 0.0} for n in (0.0, 0.2)]
+    metrics, summary = results(cells, epochs=len(DOUBLE_DESCENT) - 1)
+    setting = summary[summary["label_noise"] == 0.0]
+    shaped = setting if at_b0 else setting[setting["flood_level"] > 0]
+    rows = metrics["run_dir"].isin(shaped["run_dir"])
+    metrics.loc[rows, "test_loss"] = np.array(DOUBLE_DESCENT)[metrics.loc[rows, "epoch"]]
+    return metrics, summary
+
+
+def test_a_double_descent_is_plotted_marked_and_counted(tmp_path):
+    metrics, summary = with_double_descent(at_b0=False)
+    assert check(metrics, summary, "C4").verdict == verdicts.SUPPORTS
+    text = build_report(metrics, summary, tmp_path / "report.html").read_text(encoding="utf-8")
+    # The figures: the plainest setting at the highest noise, and the one with the finding.
+    assert "every other setting where the detector found a double descent (1 more)" in text
+    caption = re.search(r"<figcaption>gaussians / mlp \(label noise 0\)[^<]*", text)
+    assert caption is not None
+    assert "▼ on the test loss" in caption.group(0)
+    assert "flood, b = 0.1 (validated b) (see the double-descent table)" in caption.group(0)
+    assert "yes: epochs 2 → 5 → 12" in text
+
+
+def test_one_detection_at_b0_and_the_validated_b_is_reported_once(tmp_path):
+    metrics, summary = with_double_descent(at_b0=True)
+    assert check(metrics, summary, "C4").verdict == verdicts.INCONCLUSIVE
+    text = build_report(metrics, summary, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert text.count("yes: epochs 2 → 5 → 12") == 1
+    assert "the same detection as at b = 0 (one detection)" in text
+    assert "found on b = 0 and flood, b = 0.1 (validated b)" in text

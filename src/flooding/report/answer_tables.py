@@ -85,7 +85,7 @@ def edge_table(edges: pd.DataFrame, seeds: pd.Series) -> Table:
                 cells(
                     value(dataset),
                     value(arch),
-                    describe(r, shown) or "the only one",
+                    Cell(describe(r, shown) or "the only one", css="setting"),
                     value(r["flood_method"]),
                     "on" if r["early_stopping"] else "off",
                     Cell(f"{at} of {total} seeds", css="warn"),
@@ -112,7 +112,6 @@ def training_table(unfinished: pd.DataFrame) -> Table:
 def descent_table(descents: pd.DataFrame) -> Table:
     """RQ4: the detector's verdict per setting and method, b = 0 beside the validated b."""
     keys = [*SETTING_COLUMNS, "flood_method"]
-    shown = settings.varying(descents, skip=("dataset", "arch")) if len(descents) else []
     head = [
         cells(
             *ROW_KEYS,
@@ -126,19 +125,33 @@ def descent_table(descents: pd.DataFrame) -> Table:
     # NaN keys (none today) would not match; every setting column is filled by RunConfig.
     pairs = flooded.merge(base, on=keys, how="left", suffixes=("", "_base"))
     body: list[Row] = []
-    for _, r in pairs.sort_values(keys).iterrows():
-        body.append(
-            cells(
-                value(r["dataset"]),
-                value(r["arch"]),
-                describe(r, shown) or "the only one",
-                value(r["flood_method"]),
-                _verdict(r, "_base"),
-                f"{r['flood_level']:g}",
-                _verdict(r, ""),
+    for _, block in pairs.groupby(["dataset", "arch"], sort=True):
+        # Only what differs between the block's rows: the rest is the block's caption.
+        shown = settings.varying(block, skip=("dataset", "arch"))
+        for _, r in block.sort_values(keys).iterrows():
+            body.append(
+                cells(
+                    value(r["dataset"]),
+                    value(r["arch"]),
+                    Cell(describe(r, shown) or "the only one", css="setting"),
+                    value(r["flood_method"]),
+                    _verdict(r, "_base"),
+                    f"{r['flood_level']:g}",
+                    _same_detection(r) or _verdict(r, ""),
+                )
             )
-        )
     return Table(head, body)
+
+
+def _same_detection(r: pd.Series) -> Cell | None:
+    """A detection at the validated b with b = 0's very turns: the flooded runs trained as
+    b = 0 did, so it is one detection, reported once."""
+    turns = ("first_minimum", "peak", "second_minimum", "rise", "fall")
+    if not (bool(r["found"]) and pd.notna(r["found_base"]) and bool(r["found_base"])):
+        return None
+    if all(r[t] == r[f"{t}_base"] for t in turns):
+        return Cell("the same detection as at b = 0 (one detection)", css="muted")
+    return None
 
 
 def _verdict(r: pd.Series, suffix: str) -> Cell:
@@ -163,16 +176,18 @@ def sharpness_table(comparison: pd.DataFrame) -> Table:
         cells(
             *ROW_KEYS,
             "seeds",
-            "b = 0",
-            "chosen b",
-            "Δ [95 % interval]",
+            "sharpness at b = 0 (nats)",
+            "at the chosen b (nats)",
+            "Δ (nats) [95 % interval]",
             "p / Holm p",
             "seeds for 80 % power",
         )
     ]
     body: list[Row] = []
-    shown = settings.varying(comparison, skip=("dataset", "arch")) if len(comparison) else []
-    for _, r in comparison[comparison["has_flooding"]].iterrows():
+    rows = comparison[comparison["has_flooding"]]
+    for _, r in rows.iterrows():
+        block = rows[(rows["dataset"] == r["dataset"]) & (rows["arch"] == r["arch"])]
+        shown = settings.varying(block, skip=("dataset", "arch"))
         body.append(
             cells(
                 value(r["dataset"]),
@@ -180,8 +195,8 @@ def sharpness_table(comparison: pd.DataFrame) -> Table:
                 describe(r, [c for c in shown if c != "early_stopping"]) or "the only one",
                 value(r["flood_method"]),
                 str(int(r["n_pairs"])),
-                f"{r['baseline_mean']:.4g}",
-                f"{r['flooded_mean']:.4g}",
+                f"{r['baseline_mean']:.3g}",
+                f"{r['flooded_mean']:.3g}",
                 Cell(_plain_difference(r)),
                 p_cell(r["p_value"], r["p_holm"], r["test_note"]),
                 needed(r),
@@ -229,7 +244,7 @@ def flipped_table(flipped: pd.DataFrame) -> Table:
         cells(
             value(r["dataset"]),
             value(r["arch"]),
-            describe(r, shown) or "the only one",
+            Cell(describe(r, shown) or "the only one", css="setting"),
             value(r["flood_method"]),
             "on" if r["early_stopping"] else "off",
             r["before"],
@@ -282,7 +297,7 @@ def options_table(options: pd.DataFrame) -> Table:
                 cells(
                     value(dataset),
                     value(arch),
-                    describe(r, shown) or "the only one",
+                    Cell(describe(r, shown) or "the only one", css="setting"),
                     value(r["flood_method"]),
                     Cell(
                         f"{r['plain']}: {accuracy(r['plain_mean'], r['plain_std'], n)}",
@@ -313,7 +328,7 @@ def idle_table(idle: pd.DataFrame) -> Table:
                 cells(
                     value(dataset),
                     value(arch),
-                    describe(r, shown) or "the only one",
+                    Cell(describe(r, shown) or "the only one", css="setting"),
                     value(r["flood_method"]),
                     f"{r['flood_level']:g}",
                     Cell(r["reason"], css="warn"),

@@ -197,16 +197,21 @@ def missing_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "missing"])
 
 
-def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
+def curve_runs(summary: pd.DataFrame, also: pd.DataFrame | None = None) -> pd.DataFrame:
     """The runs drawn in the learning-curve figures (RQ4), with a `line` label each.
 
     Per dataset and architecture: at the highest label noise (where memorising noisy labels
     makes the test loss rise, so the double descent shows), the setting with the fewest
     other regularisers (smallest weight decay, no augmentation first, among settings with
-    flooded runs where there are any), its b = 0 runs, and per method its runs at the
-    flood level b > 0 with the best mean final validation accuracy over seeds (ties: the
-    smallest b) and at the largest b > 0, where the flood is strongest (a validated b
-    may sit below the training loss and never flood).
+    flooded runs where there are any); and every setting of `also` (rows with the setting
+    columns: those where a double descent was found). For each: its b = 0 runs, and per
+    method its runs at the flood level b > 0 with the best mean final validation accuracy
+    over seeds (validated_levels()) and at the largest b > 0, where the flood is strongest
+    (a validated b may sit below the training loss and never flood).
+
+    Columns: the setting columns, `flood_method`, `flood_level`, `seed`, `run_dir`, `line`,
+    `role` (b = 0, validated b or largest b; the validated one where both) and
+    `method_index` (the method's place among the setting's methods, for its shade).
     """
     runs = completed(summary)
     keys = list(SETTING_COLUMNS)
@@ -222,22 +227,29 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
     ascending = [column != "label_noise" for column in order]
     settings = settings.sort_values(order, ascending=ascending)
     picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys]
+    if also is not None and len(also):
+        picked = pd.concat([picked, also[keys]]).drop_duplicates()
     base = runs[runs["flood_level"] == 0].merge(picked, on=keys)
-    base = base.assign(line="b = 0", flood_method="flood")
+    base = base.assign(line="b = 0", flood_method="flood", role="b = 0", method_index=0)
     candidates = flooded.merge(picked, on=keys)
     level_columns = [*keys, "flood_method", "flood_level"]
-    best = validated_levels(candidates)
+    best = validated_levels(candidates).assign(role="validated b")
     largest = candidates.sort_values("flood_level").drop_duplicates(
         [*keys, "flood_method"], keep="last"
     )[level_columns]
-    drawn_levels = pd.concat([best, largest]).drop_duplicates()
+    drawn_levels = pd.concat([best, largest.assign(role="largest b")])
+    drawn_levels = drawn_levels.drop_duplicates(level_columns, keep="first")
     top = candidates.merge(drawn_levels, on=level_columns)
+    methods = sorted(top["flood_method"].unique())
     top = top.assign(
         line=[
-            f"{m}, b = {b:g}" for m, b in zip(top["flood_method"], top["flood_level"], strict=True)
-        ]
+            f"{m}, b = {b:g} ({role})"
+            for m, b, role in zip(top["flood_method"], top["flood_level"], top["role"], strict=True)
+        ],
+        method_index=[methods.index(m) for m in top["flood_method"]],
     )
-    columns = [*keys, "flood_method", "flood_level", "seed", "run_dir", "line"]
+    columns = [*keys, "flood_method", "flood_level", "seed", "run_dir", "line", "role"]
+    columns.append("method_index")
     return pd.concat([base[columns], top[columns]], ignore_index=True)
 
 

@@ -1,11 +1,13 @@
 """The report's tables as data: rows of cells that the page template renders (escaped).
 
 Cells carry a few classes (`better`, `significant`, `warn`) that the page's stylesheet
-colours, and a title shown on hover; nothing depends on a script.
+colours, and an explanation that the page shows as a numbered note under the table (never
+only on hover, which a phone cannot do); nothing depends on a script.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,9 +26,10 @@ ERROR_CHARS = 2000
 class Cell:
     text: str
     css: str = ""
-    title: str = ""
+    title: str = ""  # an explanation, shown as a numbered note under the table
     colspan: int = 1
     rowspan: int = 1
+    mark: str = ""  # the note's number, set by footnoted()
 
 
 Row = list[Cell]
@@ -39,6 +42,23 @@ class Table:
     css: str = ""
     caption: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def footnoted(table: Table) -> Table:
+    """The table with each cell's explanation as a numbered note under it, one number per
+    distinct text: readable on a phone, where nothing can be hovered."""
+    notes: list[str] = []
+
+    def marked(cell: Cell) -> Cell:
+        if not cell.title:
+            return cell
+        if cell.title not in notes:
+            notes.append(cell.title)
+        return dataclasses.replace(cell, title="", mark=str(notes.index(cell.title) + 1))
+
+    head = [[marked(c) for c in row] for row in table.head]
+    body = [[marked(c) for c in row] for row in table.body]
+    return dataclasses.replace(table, head=head, body=body, notes=[*table.notes, *notes])
 
 
 def cells(*texts: Cell | str) -> Row:
