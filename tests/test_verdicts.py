@@ -174,7 +174,7 @@ def test_headline_counts_categories_and_names_the_baseline_of_each_gain():
     assert "4 comparisons" in text and "significant gain: 2, significant loss: 0" in text
     assert "over ordinary training with early stopping off" in text
     # Against the best without flooding (weight decay 0.1, 84 %): 83 % is no gain.
-    assert "1 groups of settings" in text and "no evidence: 1" in text
+    assert "1 group of settings" in text and "no evidence: 1" in text
 
 
 def test_most_seeds_choosing_b0_is_its_own_category(tmp_path):

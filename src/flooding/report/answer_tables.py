@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from flooding.report import settings, verdicts
+from flooding.report import settings
 from flooding.report.changes import Changes
 from flooding.report.settings import describe, value
 from flooding.report.stats import SETTING_COLUMNS
@@ -15,6 +15,7 @@ from flooding.report.tables import (
     Row,
     Table,
     accuracy,
+    category_cell,
     cells,
     levels_text,
     needed,
@@ -255,10 +256,6 @@ def flipped_table(flipped: pd.DataFrame) -> Table:
     return Table(head, body)
 
 
-# How a category reads in a cell, and its colour.
-CATEGORY_CSS = {verdicts.GAIN: "up", verdicts.LOSS: "down"}
-
-
 def _interval_points(difference: float, low: float, high: float) -> str:
     text = f"{100 * difference:+.2f}"
     if not pd.isna(low):
@@ -290,7 +287,7 @@ def options_table(options: pd.DataFrame) -> Table:
                 else Cell(
                     _interval_points(r["added_difference"], r["added_ci_low"], r["added_ci_high"])
                     + f" ({r['added_category']})",
-                    css=CATEGORY_CSS.get(r["added_category"], ""),
+                    css=category_cell(r["added_category"]).css,
                 )
             )
             body.append(
@@ -310,7 +307,7 @@ def options_table(options: pd.DataFrame) -> Table:
                     ),
                     Cell(_interval_points(r["mean_difference"], r["ci_low"], r["ci_high"])),
                     p_cell(r["p_value"], r["p_holm"], r["test_note"]),
-                    Cell(r["category"], css=CATEGORY_CSS.get(r["category"], "")),
+                    category_cell(r["category"]),
                     added,
                 )
             )

@@ -16,6 +16,7 @@ import pandas as pd
 
 from flooding.report import stats, verdicts
 from flooding.report.analysis import SHARPNESS_MEANING, Analysis
+from flooding.report.settings import label, plural
 from flooding.report.stats import SETTING_COLUMNS
 
 # The paper's claims (Ishida et al. 2020), as the report checks them.
@@ -146,7 +147,7 @@ def _c1(a: Analysis) -> Check:
     verdict = verdicts.directional(categories, _tested(rows))
     shows = (
         f"Flooding (b chosen per seed by validation) against ordinary training (b = 0) with the "
-        f"same early stopping, in {len(rows)} comparisons: {counted(categories)}."
+        f"same early stopping, in {plural(len(rows), 'comparison')}: {counted(categories)}."
     )
     gains = rows[[c == verdicts.GAIN for c in categories]]
     if len(gains):
@@ -207,9 +208,9 @@ def _c3(a: Analysis) -> Check:
     verdict = verdicts.directional(categories, _tested(options))
     flooding_best = int((options["best"] == options["flooding"]).sum())
     shows = (
-        f"In {len(options)} groups of settings, the best option with flooding against the best "
-        f"without it (of {_option_words(options)}): {counted(categories)}; flooding's option "
-        f"had the higher mean in {flooding_best}."
+        f"In {plural(len(options), 'group')} of settings, the best option with flooding "
+        f"against the best without it (of {_option_words(options)}): {counted(categories)}; "
+        f"flooding's option had the higher mean in {flooding_best}."
     )
     added = options[options["added_category"] != ""]
     if len(added):
@@ -232,7 +233,7 @@ def _c3(a: Analysis) -> Check:
 
 def _option_words(options: pd.DataFrame) -> str:
     varied = sorted({c for v in options["varied"] for c in v})
-    words = ["early stopping", *(c.replace("_", " ") for c in varied)]
+    words = ["early stopping", *(label(c) for c in varied)]
     return ", ".join(words) + " on or off"
 
 
@@ -250,9 +251,9 @@ def _c4(a: Analysis) -> Check:
     base_only = int((~found & at_base).sum())
     verdict = verdicts.existence(only, len(pairs))
     shows = (
-        f"The detector looked at the mean test loss of {len(pairs)} settings, at b = 0 and at "
-        f"the validated b: a double descent with flooding only in {only}, at both in {shared}, "
-        f"at b = 0 only in {base_only}."
+        f"The detector looked at the mean test loss of {plural(len(pairs), 'setting')}, at "
+        f"b = 0 and at the validated b: a double descent with flooding only in {only}, at "
+        f"both in {shared}, at b = 0 only in {base_only}."
     )
     if only + shared + base_only == 0:
         shows += " No double descent was found anywhere."
@@ -268,7 +269,8 @@ def _c5(a: Analysis) -> Check:
     verdict = verdicts.directional(categories, _tested(rows), claimed=verdicts.LOSS)
     flatter, sharper = categories.count(verdicts.LOSS), categories.count(verdicts.GAIN)
     shows = (
-        f"Sharpness ({SHARPNESS_MEANING}) at the chosen b against b = 0, in {len(rows)} settings: "
+        f"Sharpness ({SHARPNESS_MEANING}) at the chosen b against b = 0, in "
+        f"{plural(len(rows), 'setting')}: "
         f"significantly flatter in {flatter}, significantly sharper in {sharper}, "
         f"{categories.count(verdicts.NO_EVIDENCE)} with no evidence either way, "
         f"{categories.count(verdicts.B0_MOSTLY)} where most seeds chose b = 0."

@@ -13,6 +13,7 @@ import pandas as pd
 from flooding.aggregate import ENVIRONMENT_COLUMNS, VERSION_PREFIX
 from flooding.report import verdicts
 from flooding.report.inference import ALPHA
+from flooding.report.settings import plural
 from flooding.report.stats import SETTING_COLUMNS
 
 # The run.json facts shown one by one; started and finished are shown as one time span.
@@ -82,7 +83,7 @@ def headline(comparison: pd.DataFrame, options: pd.DataFrame, trend: pd.DataFram
         ]
         sentences.append(
             f"The b chosen by validation, highest label noise against lowest (paired by seed, "
-            f"early stopping off), in {len(trend)} settings and methods: "
+            f"early stopping off), in {plural(len(trend), 'setting')} and method: "
             f"{categories.count(verdicts.GAIN)} significant rises, "
             f"{categories.count(verdicts.LOSS)} significant falls, "
             f"{categories.count(verdicts.NO_EVIDENCE)} with no evidence either way."
@@ -103,7 +104,7 @@ def _against_ordinary(method: str, rows: pd.DataFrame) -> str:
     ]
     text = (
         f"{method} with b chosen by validation against ordinary training (b = 0, the same "
-        f"early stopping), {len(rows)} comparisons (paired t-test over seeds, Holm p < "
+        f"early stopping), {plural(len(rows), 'comparison')} (paired t-test over seeds, Holm p < "
         f"{ALPHA:g} over the RQ1 tables): {_classes(categories)}."
     )
     gains = rows[[c == verdicts.GAIN for c in categories]]
@@ -122,8 +123,8 @@ def _against_best(method: str, options: pd.DataFrame) -> str:
     categories = list(options["category"])
     text = (
         f"{method}'s best option against the best option without flooding (of early stopping "
-        f"and the regularisers the grid varies), {len(options)} groups of settings (Holm over "
-        f"the RQ3 table): {_classes(categories)}."
+        f"and the regularisers the grid varies), {plural(len(options), 'group')} of settings "
+        f"(Holm over the RQ3 table): {_classes(categories)}."
     )
     gains = options[options["category"] == verdicts.GAIN]
     if len(gains):

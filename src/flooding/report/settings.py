@@ -39,6 +39,11 @@ APPLIES: dict[str, Callable[[pd.Series], bool]] = {
 }
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 setting", "2 settings"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def label(column: str) -> str:
     return column.replace("_", " ")
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from flooding.report import settings
+from flooding.report import settings, verdicts
 from flooding.report.inference import ALPHA
 from flooding.report.settings import RQ3_COLUMNS, describe, label, value
 from flooding.report.stats import BLOCK_COLUMNS
 
 ERROR_CHARS = 2000
+# Columns per flooding method in the RQ1 table.
+METHOD_COLUMNS = 6
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def main_table(block: pd.DataFrame, edges: pd.DataFrame) -> Table:
         [Cell(label(c), rowspan=2) for c in shown]
         + [Cell("early stopping", rowspan=2), Cell("seeds", rowspan=2)]
         + [Cell("b = 0", title="ordinary training")]
-        + [Cell(f"{m}, b chosen by validation", colspan=5) for m in methods],
+        + [Cell(f"{m}, b chosen by validation", colspan=METHOD_COLUMNS) for m in methods],
         cells("test acc. (%)")
         + [
             c
@@ -134,6 +136,7 @@ def main_table(block: pd.DataFrame, edges: pd.DataFrame) -> Table:
                 "chosen b",
                 "Δ (points) [95 % interval]",
                 "p / Holm p",
+                "answer",
                 "seeds for 80 % power",
             )
         ],
@@ -174,9 +177,9 @@ def _best(means: dict[str, float]) -> str | None:
 
 def _method_cells(row: pd.Series | None, best: bool, edge: str) -> Row:
     if row is None:
-        return [Cell("not run", css="muted", colspan=5)]
+        return [Cell("not run", css="muted", colspan=METHOD_COLUMNS)]
     if not row["has_flooding"]:
-        return [Cell("no completed run with b > 0", css="muted", colspan=5)]
+        return [Cell("no completed run with b > 0", css="muted", colspan=METHOD_COLUMNS)]
     n = int(row["n_pairs"])
     levels = levels_text(row["chosen_levels"])
     return [
@@ -186,8 +189,16 @@ def _method_cells(row: pd.Series | None, best: bool, edge: str) -> Row:
         else Cell(levels),
         difference(row),
         p_cell(row["p_value"], row["p_holm"], row["test_note"]),
+        category_cell(
+            verdicts.category(row["p_holm"], row["mean_difference"], row["chosen_levels"])
+        ),
         needed(row),
     ]
+
+
+def category_cell(category: str) -> Cell:
+    """A comparison's category (verdicts.category), coloured by its direction."""
+    return Cell(category, css={verdicts.GAIN: "up", verdicts.LOSS: "down"}.get(category, ""))
 
 
 def unfinished_table(summary: pd.DataFrame) -> Table:
