@@ -271,3 +271,16 @@ def test_one_detection_at_b0_and_the_validated_b_is_reported_once(tmp_path):
     assert text.count("yes: epochs 2 → 5 → 12") == 1
     assert "the same detection as at b = 0 (one detection)" in text
     assert "found on b = 0 and flood, b = 0.1 (validated b)" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "verdict"), [(-0.2, verdicts.SUPPORTS), (0.2, verdicts.CONTRADICTS)]
+)
+def test_flatness_verdict_says_when_flooded_runs_end_sharper(change, verdict):
+    metrics, summary = results([{"base": 0.8, "gain": 0.0}])
+    flooded = summary["flood_level"] > 0
+    summary["sharpness"] = 0.5 + (change + 0.001 * summary["seed"] ** 2) * flooded
+    found = check(metrics, summary, "C5")
+    assert found.verdict == verdict
+    assert ("the opposite of the paper's argument" in found.shows) == (change > 0)
+    assert "relative size 0.05" in found.shows and "nats" in found.shows

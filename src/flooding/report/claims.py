@@ -275,8 +275,17 @@ def _c5(a: Analysis) -> Check:
         f"{categories.count(verdicts.NO_EVIDENCE)} with no evidence either way, "
         f"{categories.count(verdicts.B0_MOSTLY)} where most seeds chose b = 0."
     )
-    if verdict == verdicts.CONTRADICTS:
-        shows += " Here flooded runs end sharper, the opposite of the paper's argument."
+    sharper_means = int((rows["mean_difference"] > 0).sum())
+    if sharper_means * 2 > len(rows):
+        shows += (
+            f" On average the flooded runs ended sharper in {sharper_means} of {len(rows)}, the "
+            "opposite of the paper's argument"
+            + (
+                " and significantly so."
+                if verdict == verdicts.CONTRADICTS
+                else ", though not significantly."
+            )
+        )
     return _check("C5", shows, verdict)
 
 
