@@ -73,12 +73,19 @@ def _spread(levels: pd.Series) -> str:
     return text
 
 
-def edge_table(edges: pd.DataFrame, seeds: pd.Series) -> Table:
+def _grid_varying(summary: pd.DataFrame, dataset: object, arch: object) -> list[str]:
+    """What varies between the settings of a dataset and architecture in the whole grid: a
+    table that lists only some of them must still say which one each row is."""
+    grid = summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)]
+    return settings.varying(grid, skip=("dataset", "arch"))
+
+
+def edge_table(edges: pd.DataFrame, seeds: pd.Series, summary: pd.DataFrame) -> Table:
     """Cells whose chosen b sits on the grid's edge for some seeds, and what to add."""
     head = [cells("dataset", "arch", "setting", "method", "early stopping", "seeds at edge", "add")]
     body: list[Row] = []
     for (dataset, arch), block in edges.groupby(["dataset", "arch"], sort=True):
-        shown = settings.varying(block, skip=("dataset", "arch"))
+        shown = _grid_varying(summary, dataset, arch)
         for _, r in block.iterrows():
             total = int(seeds.get((dataset, arch), 0))
             at = int(r["at_top"] + r["at_bottom"])
@@ -314,12 +321,12 @@ def options_table(options: pd.DataFrame) -> Table:
     return Table(head, body, css="results")
 
 
-def idle_table(idle: pd.DataFrame) -> Table:
+def idle_table(idle: pd.DataFrame, summary: pd.DataFrame) -> Table:
     """Flood levels left out of the choice of b, and why."""
     head = [cells(*ROW_KEYS, "b", "why left out", "untrained loss (nats)", "runs")]
     body: list[Row] = []
     for (dataset, arch), block in idle.groupby(["dataset", "arch"], sort=True):
-        shown = settings.varying(block, skip=("dataset", "arch"))
+        shown = _grid_varying(summary, dataset, arch)
         for _, r in block.iterrows():
             body.append(
                 cells(

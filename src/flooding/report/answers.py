@@ -90,7 +90,8 @@ def curves(a: Analysis) -> Section:
     columns = ["run_dir", "epoch", *plots.CURVE_METRICS]
     rows = a.metrics.loc[a.metrics["run_dir"].isin(drawn["run_dir"]), columns]
     rows = rows.merge(drawn[["run_dir", *stats.SETTING_COLUMNS, "line"]], on="run_dir")
-    figures, marked = [], 0
+    figures = []
+    extra: dict[tuple, list[plots.DescentPanel]] = {}
     keys = list(stats.SETTING_COLUMNS)
     for key, block in rows.groupby(keys, sort=True, dropna=False):
         setting = dict(zip(keys, key, strict=True))
@@ -104,7 +105,6 @@ def curves(a: Analysis) -> Section:
             f" ({described})" if described else ""
         )
         turns = _turns(a.descents[_matches(a.descents, setting)], lines)
-        marked += len(turns)
         caption = (
             f"{name}: mean over seeds, band from the lowest to the highest seed; black: b = 0, "
             "blue: the validated b, vermilion: the largest b (lighter shades: a second "
@@ -115,15 +115,31 @@ def curves(a: Analysis) -> Section:
                 " ▼ on the test loss: the first minimum, peak and second minimum the detector "
                 f"found on {' and '.join(sorted(turns))} (see the double-descent table)."
             )
-        figures.append(figure(plots.curves_plot(block, lines, name, turns), caption))
-    plain = drawn.drop_duplicates(["dataset", "arch"]).shape[0]
+        # The block's plainest setting gets every panel; the settings drawn for their
+        # double descent share one image per block, their test loss only.
+        if bool(lines["plain"].iloc[0]):
+            figures.append(figure(plots.curves_plot(block, lines, name, turns), caption))
+        else:
+            short = described or name
+            extra.setdefault((setting["dataset"], setting["arch"]), []).append(
+                plots.DescentPanel(block, lines, short, turns)
+            )
+    for (dataset, arch), panels in sorted(extra.items()):
+        caption = (
+            f"{dataset} / {arch}: the test loss of every other setting where the detector "
+            "found a double descent, a small panel each; black: b = 0, blue: the validated b; "
+            "▼: the turns it found (see the double-descent table)."
+        )
+        figures.append(figure([plots.descent_grid(panels, f"{dataset} / {arch}")], caption))
+    plain = int(drawn.drop_duplicates(keys)["plain"].sum())
+    more = sum(len(panels) for panels in extra.values())
     intro = [
         f"Per dataset and architecture the setting with the fewest other regularisers at the "
         f"highest label noise ({plain} figures)"
         + (
-            f", and every other setting where the detector found a double descent "
-            f"({len(figures) - plain} more)."
-            if len(figures) > plain
+            f", and the test loss of every other setting where the detector found a double "
+            f"descent ({more} more)."
+            if more
             else "."
         )
         + " Each shows ordinary training (b = 0) against flooding at the level b > 0 with the "

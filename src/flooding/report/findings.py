@@ -84,8 +84,8 @@ def headline(comparison: pd.DataFrame, options: pd.DataFrame, trend: pd.DataFram
         sentences.append(
             f"The b chosen by validation, highest label noise against lowest (paired by seed, "
             f"early stopping off), in {plural(len(trend), 'setting')} and method: "
-            f"{categories.count(verdicts.GAIN)} significant rises, "
-            f"{categories.count(verdicts.LOSS)} significant falls, "
+            f"{plural(categories.count(verdicts.GAIN), 'significant rise')}, "
+            f"{plural(categories.count(verdicts.LOSS), 'significant fall')}, "
             f"{categories.count(verdicts.NO_EVIDENCE)} with no evidence either way."
         )
     return sentences

@@ -14,6 +14,7 @@ have one meaning across the page (COLOURS): the same colour is always the same r
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -22,18 +23,20 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 # Each panel's size: inches at PX_PER_INCH, so 450 x 320 px at its natural size.
 PANEL = (4.5, 3.2)
 PX_PER_INCH = 100
 FONT_SIZE = 10  # points of the SVG, about 11 px at the natural size
+MARGINS = {"left": 0.15, "right": 0.97, "bottom": 0.15, "top": 0.9}
 CURVE_PANELS = (
     ("train_loss", "training loss (solid) and mini-batch loss (dashed)"),
     ("test_loss", "test loss"),
     ("grad_norm", "gradient norm"),
     ("flooded_frac", "flooded fraction"),
 )
+TEST_LOSS_PANEL = (("test_loss", "test loss"),)
 CURVE_METRICS = ("train_loss", "batch_loss", "test_loss", "grad_norm", "flooded_frac")
 
 # One colour per meaning on the whole page (Okabe-Ito, readable with colour blindness).
@@ -65,7 +68,10 @@ def _plain(text: object) -> str:
 
 
 def _panel() -> tuple[Figure, Axes]:
-    fig = Figure(figsize=PANEL, dpi=PX_PER_INCH, layout="constrained")
+    # Fixed margins, not a layout engine: every panel has the same size and labels, and
+    # measuring each text to lay it out would double the cost of a report of many panels.
+    fig = Figure(figsize=PANEL, dpi=PX_PER_INCH)
+    fig.subplots_adjust(**MARGINS)
     return fig, fig.subplots()
 
 
@@ -87,6 +93,10 @@ def _log_if_wide(ax: Axes, values: pd.Series) -> None:
     all_positive = len(positive) > 0 and len(positive) == len(values.dropna())
     if all_positive and positive.max() / positive.min() > 20:
         ax.set_yscale("log")
+        # Plain numbers (0.01, 0.1, 1): the default 10^-2 labels go through mathtext, the
+        # slowest part of drawing a panel.
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def noise_colours(noises: list[float]) -> dict[float, tuple[float, float, float]]:
@@ -95,8 +105,9 @@ def noise_colours(noises: list[float]) -> dict[float, tuple[float, float, float]
 
 
 def chosen_level_plot(chosen: pd.DataFrame, refs: pd.DataFrame) -> list[Plot]:
-    """RQ2: the mean chosen b against label noise, a panel per dataset, architecture and
-    method, with the reference loss of the Bayes-optimal predictor.
+    """RQ2: the mean chosen b against label noise, a panel per dataset and architecture
+    (methods in shades of the validated b's colour), with the reference loss of the
+    Bayes-optimal predictor.
 
     `chosen` has one row per setting, method, seed and early-stopping choice; `refs` one per
     dataset and label noise (reference.references()). Empty with a single noise level,
@@ -106,27 +117,28 @@ def chosen_level_plot(chosen: pd.DataFrame, refs: pd.DataFrame) -> list[Plot]:
         return []
     keys = ["dataset", "arch", "flood_method", "early_stopping", "label_noise"]
     means = chosen.groupby(keys, as_index=False)["flood_level"].mean()
+    methods = sorted(means["flood_method"].unique())
     lookup = refs.groupby(["dataset", "label_noise"])["reference"].first()
     plots = []
-    for (dataset, arch, method), block in means.groupby(keys[:3], sort=True):
+    for (dataset, arch), block in means.groupby(keys[:2], sort=True):
         with _style():
             fig, ax = _panel()
-            for stop, line in block.groupby("early_stopping"):
+            for (method, stop), line in block.groupby(["flood_method", "early_stopping"]):
                 ax.plot(
                     line["label_noise"],
                     line["flood_level"],
                     "--o" if stop else "-o",
                     markersize=4,
-                    color=COLOURS[VALIDATED],
-                    label=f"chosen b, early stopping {'on' if stop else 'off'}",
+                    color=line_colour(VALIDATED, methods.index(method)),
+                    label=f"{method}, early stopping {'on' if stop else 'off'}",
                 )
             noise = sorted(block["label_noise"].unique())
             values = [lookup.get((dataset, n), np.nan) for n in noise]
             ax.plot(noise, values, ":", color=COLOURS[REFERENCE], label="reference loss (nats)")
-            ax.set(xlabel="label noise", ylabel="b (mean over seeds)")
-            ax.set_title(_plain(f"{dataset} / {arch} / {method}"))
+            ax.set(xlabel="label noise", ylabel="chosen b (mean over seeds)")
+            ax.set_title(_plain(f"{dataset} / {arch}"))
             ax.legend(fontsize="small")
-        plots.append(_render(fig, f"Chosen b against label noise: {dataset} / {arch} / {method}"))
+        plots.append(_render(fig, f"Chosen b against label noise: {dataset} / {arch}"))
     return plots
 
 
@@ -220,6 +232,64 @@ def curves_plot(
                 ax.legend(fontsize="small")
         plots.append(_render(fig, f"{label}: {title}"))
     return plots
+
+
+@dataclass(frozen=True)
+class DescentPanel:
+    """One small test-loss panel of descent_grid(): a setting's curves and turns."""
+
+    curves: pd.DataFrame  # metrics of its drawn runs, with a `line` column
+    lines: pd.DataFrame  # as for curves_plot()
+    name: str
+    turns: dict[str, tuple[int, int, int]]
+
+
+def descent_grid(panels: list[DescentPanel], title: str) -> Plot:
+    """RQ4: the test loss of several settings as small panels of one image, two a row,
+    axes shared so that only the outer ones carry tick labels (text is most of the cost
+    of drawing a panel, and a grid may find a double descent in dozens of settings).
+
+    Per setting: b = 0 and each method's validated b (the lines the detector tested),
+    mean over seeds with the range as a band, ▼ on the turns it found.
+    """
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = math.ceil(len(panels) / ncols)
+    row_inches, margin_inches = 1.9, 0.9
+    height = margin_inches + row_inches * nrows
+    with _style():
+        fig = Figure(figsize=(PANEL[0], height), dpi=PX_PER_INCH)
+        fig.subplots_adjust(
+            left=0.14,
+            right=0.98,
+            bottom=0.55 / height,
+            top=1 - 0.35 / height,
+            hspace=0.55,
+            wspace=0.08,
+        )
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+        for ax, panel in zip(axes, panels, strict=False):
+            means = panel.curves.groupby(["line", "epoch"])["test_loss"].agg(["mean", "min", "max"])
+            tested = panel.lines[panel.lines["role"].isin((B0, VALIDATED))]
+            for _, line in tested.drop_duplicates("line").iterrows():
+                if line["line"] not in means.index.get_level_values("line"):
+                    continue
+                data = means.loc[line["line"]]
+                colour = line_colour(line["role"], int(line["method_index"]))
+                ax.plot(data.index, data["mean"], color=colour, linewidth=1.2)
+                ax.fill_between(
+                    data.index, data["min"], data["max"], color=colour, alpha=0.15, linewidth=0
+                )
+                if line["line"] in panel.turns:
+                    epochs = [e for e in panel.turns[line["line"]] if e in data.index]
+                    ax.plot(epochs, data.loc[epochs, "mean"], "v", color=colour, markersize=6)
+            ax.set_title(_plain(panel.name), fontsize="x-small")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+            ax.label_outer()
+        for unused in axes[len(panels) :]:
+            unused.set_visible(False)
+        fig.supxlabel("epoch", fontsize="small")
+        fig.supylabel("test loss", fontsize="small")
+    return _render(fig, f"Test loss where a double descent was found: {title}")
 
 
 def _band(

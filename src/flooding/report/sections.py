@@ -204,7 +204,7 @@ def _grid(a: Analysis) -> Section:
                     "the loss up from the start. These levels are left out of the choice of b "
                     "and of every table and figure below them."
                 ],
-                tables=[answer_tables.idle_table(a.idle)],
+                tables=[answer_tables.idle_table(a.idle, a.summary)],
             )
         )
     if a.edges.empty:
@@ -224,7 +224,7 @@ def _grid(a: Analysis) -> Section:
                     "where it picks the smallest b > 0, a smaller one might. The chosen b is then "
                     "a bound, not an estimate, and RQ2's trend is unreliable for that cell."
                 ],
-                tables=[answer_tables.edge_table(a.edges, seeds)],
+                tables=[answer_tables.edge_table(a.edges, seeds, a.summary)],
             )
         )
     if a.unfinished.empty:

@@ -210,8 +210,9 @@ def curve_runs(summary: pd.DataFrame, also: pd.DataFrame | None = None) -> pd.Da
     (a validated b may sit below the training loss and never flood).
 
     Columns: the setting columns, `flood_method`, `flood_level`, `seed`, `run_dir`, `line`,
-    `role` (b = 0, validated b or largest b; the validated one where both) and
-    `method_index` (the method's place among the setting's methods, for its shade).
+    `role` (b = 0, validated b or largest b; the validated one where both),
+    `method_index` (the method's place among the setting's methods, for its shade) and
+    `plain` (the block's plainest setting, not one drawn for being in `also`).
     """
     runs = completed(summary)
     keys = list(SETTING_COLUMNS)
@@ -226,9 +227,10 @@ def curve_runs(summary: pd.DataFrame, also: pd.DataFrame | None = None) -> pd.Da
     order = ["unflooded", "label_noise", "weight_decay", "augment", *rest]
     ascending = [column != "label_noise" for column in order]
     settings = settings.sort_values(order, ascending=ascending)
-    picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys]
+    picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys].assign(plain=True)
     if also is not None and len(also):
-        picked = pd.concat([picked, also[keys]]).drop_duplicates()
+        extra = also[keys].assign(plain=False)
+        picked = pd.concat([picked, extra]).drop_duplicates(keys, keep="first")
     base = runs[runs["flood_level"] == 0].merge(picked, on=keys)
     base = base.assign(line="b = 0", flood_method="flood", role="b = 0", method_index=0)
     candidates = flooded.merge(picked, on=keys)
@@ -249,7 +251,7 @@ def curve_runs(summary: pd.DataFrame, also: pd.DataFrame | None = None) -> pd.Da
         method_index=[methods.index(m) for m in top["flood_method"]],
     )
     columns = [*keys, "flood_method", "flood_level", "seed", "run_dir", "line", "role"]
-    columns.append("method_index")
+    columns += ["method_index", "plain"]
     return pd.concat([base[columns], top[columns]], ignore_index=True)
 
 
