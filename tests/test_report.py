@@ -246,3 +246,12 @@ def test_flatness_is_compared_when_measured_and_said_missing_when_not(tmp_path, 
     page = Page(text)
     start = page.text.index("Flatness")
     assert any(t.startswith("-0.1") for t in page.text[start:])  # Δ of -0.1 at the chosen b
+
+
+def test_explanations_are_notes_under_their_table_not_hover_titles(report_text):
+    page = Page(report_text)
+    assert not any("title" in attrs for _, attrs in page.tags)
+    # The ⚠ of a b on the grid's edge points to a numbered note that says what to add.
+    notes = [t for t in page.text if t.strip().startswith("on the grid's edge: add b =")]
+    assert notes
+    assert "<sup>1</sup>" in report_text
