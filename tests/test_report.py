@@ -255,3 +255,11 @@ def test_explanations_are_notes_under_their_table_not_hover_titles(report_text):
     notes = [t for t in page.text if t.strip().startswith("on the grid's edge: add b =")]
     assert notes
     assert "<sup>1</sup>" in report_text
+
+
+def test_every_link_on_the_page_has_its_target(report_text):
+    page = Page(report_text)
+    targets = {attrs["id"] for _, attrs in page.tags if attrs.get("id")}
+    links = [attrs["href"][1:] for attrs in page.all("a")]
+    assert {"rq1", "rq2", "rq3", "rq4-descent", "rq4-flatness"} <= set(links)
+    assert set(links) <= targets

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flooding.report import stats, verdicts
+from flooding.report import settings, stats, verdicts
 from flooding.report.analysis import SHARPNESS_MEANING, Analysis
 from flooding.report.settings import label, plural
 from flooding.report.stats import SETTING_COLUMNS
@@ -37,6 +37,8 @@ QUESTIONS = (
     ("RQ3", "How does flooding combine with other regularisers?", ("C3",)),
     ("RQ4", "Double descent and flatness?", ("C4", "C5")),
 )
+# A verdict's text lists at most this many rows; the tables hold the rest.
+LISTED = 6
 # Where the evidence of each claim is on the page (the anchors of sections and parts).
 EVIDENCE = {
     "C1": ("rq1", "RQ1 tables"),
@@ -180,12 +182,18 @@ def _c2(a: Analysis) -> Check:
     ]
     tested = int(pd.to_numeric(trend["p_holm"], errors="coerce").notna().sum())
     verdict = verdicts.directional(categories, tested)
+    # Name each row by what tells it apart from the others of its dataset and architecture.
+    shown = settings.varying(trend, skip=("dataset", "arch", "label_noise")) if len(trend) else []
     moves = "; ".join(
-        f"{r['dataset']} / {r['arch']} / {r['flood_method']}: {r['mean_difference']:+.3g}"
+        f"{r['dataset']} / {r['arch']} / {r['flood_method']}"
+        + (f" ({settings.describe(r, shown)})" if shown else "")
+        + f": {r['mean_difference']:+.3g}"
         + ("" if math.isnan(r["ci_low"]) else f" [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}]")
         + f" from noise {r['low']:g} to {r['high']:g}"
-        for _, r in trend.iterrows()
+        for _, r in trend.head(LISTED).iterrows()
     )
+    if len(trend) > LISTED:
+        moves += f"; {len(trend) - LISTED} more in the RQ2 table"
     rises = categories.count(verdicts.GAIN)
     falls = categories.count(verdicts.LOSS)
     shows = (
