@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fixtures_results import CONFIG_DEFAULTS
 
-from flooding.report import build_report, claims, combinations, diagnostics, verdicts
+from flooding.report import answers, build_report, claims, combinations, diagnostics, verdicts
 from flooding.report.analysis import Analysis
 
 SEEDS = range(5)
@@ -257,7 +257,7 @@ def test_a_double_descent_is_plotted_marked_and_counted(tmp_path):
     assert check(metrics, summary, "C4").verdict == verdicts.SUPPORTS
     text = build_report(metrics, summary, tmp_path / "report.html").read_text(encoding="utf-8")
     # The figures: the plainest setting at the highest noise, and the one with the finding.
-    assert "every other setting where the detector found a double descent (1 more)" in text
+    assert "the test loss of 1 other setting where the detector found a double descent." in text
     grid = re.search(
         r'<img src="data:image/svg\+xml;base64,([^"]*)"[^>]*alt="Test loss where', text
     )
@@ -288,3 +288,12 @@ def test_flatness_verdict_says_when_flooded_runs_end_sharper(change, verdict):
     assert found.verdict == verdict
     assert ("the opposite of the paper's argument" in found.shows) == (change > 0)
     assert "relative size 0.05" in found.shows and "nats" in found.shows
+
+
+def test_past_the_drawn_limit_a_detection_is_named_in_the_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(answers, "DESCENTS_DRAWN", 0)
+    metrics, summary = with_double_descent(at_b0=False)
+    text = build_report(metrics, summary, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert 'alt="Test loss where' not in text
+    assert "the table lists 1 more setting with a detection (smaller rises) not drawn" in text
+    assert "yes: epochs 2 → 5 → 12" in text

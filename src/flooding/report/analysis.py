@@ -28,6 +28,7 @@ class Analysis:
     comparison: pd.DataFrame  # stats.compare()
     options: pd.DataFrame  # combinations.best_options() (RQ3)
     chosen: pd.DataFrame  # stats.chosen_levels(), both early-stopping choices
+    trend: pd.DataFrame  # stats.level_trend() of `chosen` (RQ2)
     runs: pd.DataFrame  # stats.by_method() of the completed runs
     edges: pd.DataFrame  # diagnostics.edge_of_grid()
     unfinished: pd.DataFrame  # diagnostics.unfinished_training()
@@ -56,6 +57,7 @@ class Analysis:
             comparison=comparison,
             options=combinations.best_options(kept, comparison),
             chosen=chosen,
+            trend=stats.level_trend(chosen),
             runs=runs,
             edges=diagnostics.edge_of_grid(runs, chosen),
             unfinished=diagnostics.unfinished_training(summary),
@@ -67,7 +69,7 @@ class Analysis:
 
     def headline(self) -> list[str]:
         return [
-            *findings.headline(self.comparison, self.options, stats.level_trend(self.chosen)),
+            *findings.headline(self.comparison, self.options, self.trend),
             *findings.warnings(
                 self.edges, self.unfinished, len(stats.completed(self.summary)), self.idle
             ),

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flooding.report import settings, stats, verdicts
+from flooding.report import settings, verdicts
 from flooding.report.analysis import SHARPNESS_MEANING, Analysis
 from flooding.report.settings import label, plural
 from flooding.report.stats import SETTING_COLUMNS
@@ -73,7 +73,7 @@ def answers(a: Analysis) -> list[Answer]:
         "C2": _c2(a),
         "C3": _c3(a),
         "C4": _c4(a),
-        "C5": _c5(a),
+        "C5": flatness(a),
         "C6": _c6(a),
     }
     return [
@@ -169,7 +169,7 @@ def _c1(a: Analysis) -> Check:
 
 
 def _c2(a: Analysis) -> Check:
-    trend = stats.level_trend(a.chosen)
+    trend = a.trend
     if trend.empty:
         return _check(
             "C2",
@@ -268,7 +268,8 @@ def _c4(a: Analysis) -> Check:
     return _check("C4", shows, verdict)
 
 
-def _c5(a: Analysis) -> Check:
+def flatness(a: Analysis) -> Check:
+    """C5, also stated under the flatness table."""
     table = a.sharpness
     if table is None:
         return _check("C5", "Not measured: the runs recorded no sharpness.", verdicts.NOT_TESTED)
