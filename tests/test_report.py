@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import base64
-import io
 import re
 from datetime import datetime, timezone
 from html.parser import HTMLParser
+from xml.etree import ElementTree
 
-import matplotlib.image
 import pandas as pd
 import pytest
 from fixtures_results import (
-    CONFIG_DEFAULTS,
     FakeGrid,
     make_results,
     mark_unfinished,
@@ -20,7 +18,7 @@ from fixtures_results import (
 )
 
 from flooding.config import RunConfig
-from flooding.report import build_report, findings, main, stats, tables
+from flooding.report import build_report, main, plots, stats, tables
 
 BUILT_AT = datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc)
 GRID = FakeGrid(
@@ -87,11 +85,14 @@ def test_cli_reads_the_parquet_files_and_writes_one_page(tmp_path, results, caps
     assert f"report: {out}" in capsys.readouterr().out
     page = Page(out.read_text(encoding="utf-8"))
     assert "Grid &lt;A&gt;" in out.read_text(encoding="utf-8")
-    # Overview tables (unfinished runs, missing seeds), one per dataset, the grid warnings
-    # (edge of the grid, training length), the RQ2 table, the double-descent table.
-    assert len(page.all("table")) == 8
-    # RQ2: chosen b and accuracy against b; RQ4: one figure per dataset and architecture.
-    assert len(page.all("img")) == 4
+    # Overview tables (what was run, unfinished runs, missing seeds), one per dataset, the
+    # RQ3 table, the grid warnings (edge of the grid, training length), the RQ2 table, the
+    # double-descent table.
+    assert len(page.all("table")) == 10
+    # RQ2: chosen b against noise, a panel per dataset and architecture (2), accuracy against
+    # b, a panel per dataset, architecture and method (4); RQ4: four panels per dataset and
+    # architecture.
+    assert len(page.all("img")) == 14
 
 
 def test_results_from_before_a_setting_existed_still_report(tmp_path, results, report_text):
@@ -103,15 +104,20 @@ def test_results_from_before_a_setting_existed_still_report(tmp_path, results, r
     assert build(tmp_path, metrics, older) == report_text
 
 
-def test_every_figure_is_an_inline_png_of_its_stated_size(report_text):
+def test_every_figure_is_an_inline_svg_of_its_stated_size(report_text):
     page = Page(report_text)
     images = page.all("img")
     assert images
     for attrs in images:
-        prefix = "data:image/png;base64,"
+        prefix = "data:image/svg+xml;base64,"
         assert attrs["src"].startswith(prefix) and attrs["alt"]
-        pixels = matplotlib.image.imread(io.BytesIO(base64.b64decode(attrs["src"][len(prefix) :])))
-        assert pixels.shape[:2] == (int(attrs["height"]), int(attrs["width"]))
+        svg = ElementTree.fromstring(base64.b64decode(attrs["src"][len(prefix) :]))
+        # matplotlib writes points (1/72 inch); the page shows PX_PER_INCH pixels an inch.
+        width = float(svg.attrib["width"].removesuffix("pt")) * plots.PX_PER_INCH / 72
+        height = float(svg.attrib["height"].removesuffix("pt")) * plots.PX_PER_INCH / 72
+        assert (round(width), round(height)) == (int(attrs["width"]), int(attrs["height"]))
+        # Text stays text: a reader can search it and it stays sharp at any zoom.
+        assert next(svg.iter("{http://www.w3.org/2000/svg}text"), None) is not None
 
 
 def test_page_refers_to_nothing_outside_itself(report_text):
@@ -164,27 +170,6 @@ def test_unfinished_runs_and_missing_seeds_are_listed(report_text):
     assert "without a completed run for every seed: 2." in text
 
 
-def test_headline_counts_gains_and_losses():
-    rows = []
-    for wd, gain in ((0.0, 0.02), (0.1, -0.01)):
-        for seed in range(3):
-            base = 0.8 + seed / 100
-            rows.append({**CONFIG_DEFAULTS, "weight_decay": wd, "seed": seed, "acc": base})
-            flooded = base + gain + seed / 1000  # gains 2.0, 2.1, 2.2 or -1.0, -0.9, -0.8
-            rows.append({**rows[-1], "flood_level": 0.1, "acc": flooded})
-    summary = pd.DataFrame(rows).assign(status="completed")
-    for prefix in ("final", "best"):
-        # Validation prefers b = 0.1 everywhere: it wins where it tests better and worse.
-        summary[f"{prefix}_val_acc"] = summary["flood_level"]
-        summary[f"{prefix}_test_acc"] = summary["acc"]
-    comparison = stats.compare(summary)
-    chosen = stats.chosen_levels(summary, early_stopping=False)
-    sentence = findings.headline(comparison, chosen)[0]
-    assert "rose in 2 of 4 comparisons (2 significant" in sentence
-    assert "fell in 2 (2 significant)" in sentence
-    assert "+2.10 points" in sentence
-
-
 def test_report_without_flooded_or_completed_runs(tmp_path):
     metrics, summary = make_results(FakeGrid(flood_levels=(), seeds=(0, 1)))
     text = build(tmp_path, metrics, summary)
@@ -231,7 +216,10 @@ def test_captions_name_sizes_plainly_and_only_options_that_apply(tmp_path):
     captions = [t for t in page.text if t.startswith("Same in every row:")]
     assert len(captions) == 2
     digits, spiral = captions
-    assert "train size dataset default" in digits and "train size 0" not in digits
+    # The sizes used, never "dataset default": digits' whole set, the synthetic default.
+    assert "train size 1438, test size 359" in digits and "train size 0" not in digits
+    assert "train size 1000, test size 20000" in spiral
+    assert not any("dataset default" in t for t in page.text)
     assert "spiral noise" not in digits and "gaussians mean" not in digits
     assert "spiral noise" in spiral and "gaussians mean" not in spiral
 
@@ -247,3 +235,20 @@ def test_flatness_is_compared_when_measured_and_said_missing_when_not(tmp_path, 
     page = Page(text)
     start = page.text.index("Flatness")
     assert any(t.startswith("-0.1") for t in page.text[start:])  # Δ of -0.1 at the chosen b
+
+
+def test_explanations_are_notes_under_their_table_not_hover_titles(report_text):
+    page = Page(report_text)
+    assert not any("title" in attrs for _, attrs in page.tags)
+    # The ⚠ of a b on the grid's edge points to a numbered note that says what to add.
+    notes = [t for t in page.text if t.strip().startswith("on the grid's edge: add b =")]
+    assert notes
+    assert "<sup>1</sup>" in report_text
+
+
+def test_every_link_on_the_page_has_its_target(report_text):
+    page = Page(report_text)
+    targets = {attrs["id"] for _, attrs in page.tags if attrs.get("id")}
+    links = [attrs["href"][1:] for attrs in page.all("a")]
+    assert {"rq1", "rq2", "rq3", "rq4-descent", "rq4-flatness"} <= set(links)
+    assert set(links) <= targets

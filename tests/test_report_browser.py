@@ -1,8 +1,8 @@
 """A real headless Chromium opens the report through the DevTools protocol.
 
 It checks what a reader's browser would: no console error, no network request, every
-image decodes, the tables are there, at a desktop and at a phone width: figures shown at
-their own size where there is room, no table and nothing else wider than the viewport
+image decodes, the answers and tables are there, at a desktop and at a phone width: every
+figure panel at least 360 px wide, no table and nothing else wider than the viewport
 (wide tables scroll inside their wrapper); and it saves screenshots. A control page with a
 deliberate error and an outside request shows that the checks do catch both.
 """
@@ -55,6 +55,17 @@ FACTS = """(async () => {
       .filter((table) => !table.parentElement.classList.contains("scroll")).length,
     wrappersPastEdge: Array.from(document.querySelectorAll(".scroll"))
       .filter((wrapper) => right(wrapper) > document.documentElement.clientWidth + 1).length,
+    // Elements reaching past the viewport's right edge that no scroll box contains.
+    outside: Array.from(document.body.querySelectorAll("*"))
+      .filter((element) => !element.closest(".scroll"))
+      .filter((element) => right(element) > document.documentElement.clientWidth + 1)
+      .map((element) => element.tagName + "." + element.className),
+    verdicts: Object.fromEntries(["rq1", "rq2", "rq3", "rq4"].map((question) => [
+      question,
+      Array.from(document.querySelectorAll(`#answer-${question} .verdict`))
+        .map((verdict) => verdict.textContent),
+    ])),
+    text: document.body.innerText,
     sections: Array.from(document.querySelectorAll("section")).map((section) => section.id),
     tables: document.querySelectorAll("table").length,
     rows: document.querySelectorAll("table tbody tr").length,
@@ -212,23 +223,41 @@ def test_chromium_opens_the_report_cleanly(chromium, report, width):
     assert visit.requests == []
     facts = visit.facts
     assert facts["heading"] == "Browser check"
-    assert facts["sections"] == ["overview", "changes", "rq1", "grid", "rq2", "rq4", "method"]
-    # Unfinished runs, missing seeds, changed runs (no answer changed), two dataset blocks,
-    # edge of the grid, training length, the chosen-b table, the double-descent table.
-    assert facts["tables"] == 9 and facts["rows"] > 10
-    # Chosen b against noise (with the reference), accuracy against b, two curve figures.
+    assert facts["sections"] == [
+        "answers",
+        "overview",
+        "changes",
+        "rq1",
+        "rq3",
+        "grid",
+        "rq2",
+        "rq4",
+        "method",
+    ]
+    # A verdict for every claim of each question: C1; C2 and C6; C3; C4 and C5.
+    counts = {question: len(found) for question, found in facts["verdicts"].items()}
+    assert counts == {"rq1": 1, "rq2": 2, "rq3": 1, "rq4": 2}
+    verdict_words = {"supports", "contradicts", "inconclusive", "not tested"}
+    assert all(v in verdict_words for found in facts["verdicts"].values() for v in found)
+    assert "dataset default" not in facts["text"]
+    # What was run, unfinished runs, missing seeds, changed runs (no answer changed), two
+    # dataset blocks, RQ3, edge of the grid, training length, the chosen-b table, the
+    # double-descent table.
+    assert facts["tables"] == 11 and facts["rows"] > 10
+    # RQ2: chosen b against noise, a panel per dataset (2), accuracy against b, a panel per
+    # dataset and method (4); RQ4: four panels per dataset.
     alts = [alt for alt, _, _ in facts["shown"]]
-    assert alts[0] == "Chosen flood level and reference loss against label noise"
-    assert len(alts) == 4 and all(w > 0 for w in facts["images"])
+    assert alts[0].startswith("Chosen b against label noise")
+    assert len(alts) == 14 and all(w > 0 for w in facts["images"])
     # Nothing is wider than the viewport; wide tables scroll inside their wrapper.
     # (A desktop scroll bar takes its width from the viewport.)
     assert facts["pageWidth"] <= facts["viewport"] and width - 20 <= facts["viewport"] <= width
     assert facts["tablesOutside"] == 0 and facts["wrappersPastEdge"] == 0
+    assert facts["outside"] == []
     for alt, natural, shown in facts["shown"]:
-        # Full size where it fits, else the full content width (scaled, never cropped).
-        assert shown == min(natural, facts["viewport"] - 32), alt
-    # The RQ2 figure is wide enough for its legend (it once came out 220 px wide).
-    assert facts["shown"][0][1] >= 560
+        # Every panel readable: at least 360 px wide on a phone, never blown up past
+        # 1.25 times its natural size on a desktop.
+        assert 360 <= shown <= 1.25 * natural, alt
     assert visit.screenshot.startswith(b"\x89PNG")
 
 

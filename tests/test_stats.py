@@ -148,8 +148,26 @@ def test_curve_runs_pick_the_plainest_setting_and_its_best_validated_level():
     assert set(drawn["weight_decay"]) == {0.0}
     # Mean validation: 0.8125 at both b = 0.1 and b = 0.2 (exact in binary): the smaller wins.
     # ... and the largest b, where the flood is strongest, beside it.
-    assert sorted(set(drawn["line"])) == ["b = 0", "flood, b = 0.1", "flood, b = 0.2"]
+    lines = drawn.drop_duplicates("line").set_index("line")["role"].to_dict()
+    assert lines == {
+        "b = 0": "b = 0",
+        "flood, b = 0.1 (validated b)": "validated b",
+        "flood, b = 0.2 (largest b)": "largest b",
+    }
     assert len(drawn) == 6
+
+
+def test_curve_runs_also_draw_the_settings_asked_for():
+    rows = [
+        run(level, seed, final=(0.7, 0.8), weight_decay=wd)
+        for wd in (0.0, 0.1)
+        for level in (0.0, 0.1)
+        for seed in (0, 1)
+    ]
+    summary = table(*rows)
+    also = summary[summary["weight_decay"] == 0.1].head(1)
+    drawn = stats.curve_runs(summary, also=also)
+    assert set(drawn["weight_decay"]) == {0.0, 0.1} and len(drawn) == 8
 
 
 def test_curve_runs_prefer_the_highest_label_noise_where_double_descent_shows():

@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-RADIUS = 0.05
+from flooding.metrics import SHARPNESS_RADIUS as RADIUS
+
 DIRECTIONS = 8
 CHUNK = 4096
 

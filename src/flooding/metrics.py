@@ -25,6 +25,10 @@ from flooding.config import RunConfig, config_hash
 from flooding.finished import METRICS_FILE, RUN_FILE
 from flooding.validation import field_type
 
+# Relative size of the random weight perturbations of the flatness measure
+# (flooding.flatness); here, torch-free, so that the report can state it.
+SHARPNESS_RADIUS = 0.05
+
 # Measured per epoch, in column order, with what each means (docs/outputs.md is generated
 # from this). Everything here is a float except `epoch`.
 EPOCH_COLUMN_DOCS = {

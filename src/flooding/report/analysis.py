@@ -6,19 +6,29 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from flooding.report import diagnostics, findings, reference, stats
+from flooding.metrics import SHARPNESS_RADIUS
+from flooding.report import combinations, diagnostics, findings, reference, stats
 from flooding.report.changes import Changes, changes
 
 # The summary column of the engine's flatness measure (flooding.flatness), when recorded.
 SHARPNESS = "sharpness"
+SHARPNESS_MEANING = (
+    "the mean increase of the training loss, in nats, under random filter-normalised weight "
+    f"perturbations of relative size {SHARPNESS_RADIUS:g} (Li et al. 2018), at the end of "
+    "training; lower is flatter"
+)
 
 
 @dataclass(frozen=True)
 class Analysis:
     metrics: pd.DataFrame
-    summary: pd.DataFrame
+    summary: pd.DataFrame  # every run, as aggregated
+    idle: pd.DataFrame  # diagnostics.idle_levels(): left out of everything below
+    kept: pd.DataFrame  # the summary less the runs of idle levels
     comparison: pd.DataFrame  # stats.compare()
+    options: pd.DataFrame  # combinations.best_options() (RQ3)
     chosen: pd.DataFrame  # stats.chosen_levels(), both early-stopping choices
+    trend: pd.DataFrame  # stats.level_trend() of `chosen` (RQ2)
     runs: pd.DataFrame  # stats.by_method() of the completed runs
     edges: pd.DataFrame  # diagnostics.edge_of_grid()
     unfinished: pd.DataFrame  # diagnostics.unfinished_training()
@@ -29,28 +39,38 @@ class Analysis:
 
     @classmethod
     def of(cls, metrics: pd.DataFrame, summary: pd.DataFrame, previous: pd.DataFrame | None):
+        idle = diagnostics.idle_levels(metrics, summary)
+        kept = stats.without_levels(summary, idle)
         chosen = pd.concat(
-            [stats.chosen_levels(summary, early_stopping=s) for s in (False, True)],
+            [stats.chosen_levels(kept, early_stopping=s) for s in (False, True)],
             ignore_index=True,
         )
-        runs = stats.by_method(stats.completed(summary))
-        measured = SHARPNESS in summary and summary[SHARPNESS].notna().any()
+        runs = stats.by_method(stats.completed(kept))
+        comparison = stats.compare(kept)
+        measured = SHARPNESS in kept and kept[SHARPNESS].notna().any()
+        earlier = None if previous is None else stats.without_levels(previous, idle)
         return cls(
             metrics=metrics,
             summary=summary,
-            comparison=stats.compare(summary),
+            idle=idle,
+            kept=kept,
+            comparison=comparison,
+            options=combinations.best_options(kept, comparison),
             chosen=chosen,
+            trend=stats.level_trend(chosen),
             runs=runs,
             edges=diagnostics.edge_of_grid(runs, chosen),
             unfinished=diagnostics.unfinished_training(summary),
             refs=reference.references(summary),
             descents=diagnostics.descent_table(metrics, runs),
-            sharpness=stats.compare_measure(summary, SHARPNESS) if measured else None,
-            changes=None if previous is None else changes(previous, summary),
+            sharpness=stats.compare_measure(kept, SHARPNESS) if measured else None,
+            changes=None if earlier is None else changes(earlier, kept),
         )
 
     def headline(self) -> list[str]:
         return [
-            *findings.headline(self.comparison, self.chosen),
-            *findings.warnings(self.edges, self.unfinished, self.descents),
+            *findings.headline(self.comparison, self.options, self.trend),
+            *findings.warnings(
+                self.edges, self.unfinished, len(stats.completed(self.summary)), self.idle
+            ),
         ]

@@ -10,7 +10,17 @@ from flooding.report import settings
 from flooding.report.changes import Changes
 from flooding.report.settings import describe, value
 from flooding.report.stats import SETTING_COLUMNS
-from flooding.report.tables import Cell, Row, Table, cells, needed, p_cell
+from flooding.report.tables import (
+    Cell,
+    Row,
+    Table,
+    accuracy,
+    category_cell,
+    cells,
+    levels_text,
+    needed,
+    p_cell,
+)
 
 CHANGED_RUNS_SHOWN = 50
 
@@ -63,12 +73,19 @@ def _spread(levels: pd.Series) -> str:
     return text
 
 
-def edge_table(edges: pd.DataFrame, seeds: pd.Series) -> Table:
+def _grid_varying(summary: pd.DataFrame, dataset: object, arch: object) -> list[str]:
+    """What varies between the settings of a dataset and architecture in the whole grid: a
+    table that lists only some of them must still say which one each row is."""
+    grid = summary[(summary["dataset"] == dataset) & (summary["arch"] == arch)]
+    return settings.varying(grid, skip=("dataset", "arch"))
+
+
+def edge_table(edges: pd.DataFrame, seeds: pd.Series, summary: pd.DataFrame) -> Table:
     """Cells whose chosen b sits on the grid's edge for some seeds, and what to add."""
     head = [cells("dataset", "arch", "setting", "method", "early stopping", "seeds at edge", "add")]
     body: list[Row] = []
     for (dataset, arch), block in edges.groupby(["dataset", "arch"], sort=True):
-        shown = settings.varying(block, skip=("dataset", "arch"))
+        shown = _grid_varying(summary, dataset, arch)
         for _, r in block.iterrows():
             total = int(seeds.get((dataset, arch), 0))
             at = int(r["at_top"] + r["at_bottom"])
@@ -76,7 +93,7 @@ def edge_table(edges: pd.DataFrame, seeds: pd.Series) -> Table:
                 cells(
                     value(dataset),
                     value(arch),
-                    describe(r, shown) or "the only one",
+                    Cell(describe(r, shown) or "the only one", css="setting"),
                     value(r["flood_method"]),
                     "on" if r["early_stopping"] else "off",
                     Cell(f"{at} of {total} seeds", css="warn"),
@@ -103,7 +120,6 @@ def training_table(unfinished: pd.DataFrame) -> Table:
 def descent_table(descents: pd.DataFrame) -> Table:
     """RQ4: the detector's verdict per setting and method, b = 0 beside the validated b."""
     keys = [*SETTING_COLUMNS, "flood_method"]
-    shown = settings.varying(descents, skip=("dataset", "arch")) if len(descents) else []
     head = [
         cells(
             *ROW_KEYS,
@@ -117,19 +133,33 @@ def descent_table(descents: pd.DataFrame) -> Table:
     # NaN keys (none today) would not match; every setting column is filled by RunConfig.
     pairs = flooded.merge(base, on=keys, how="left", suffixes=("", "_base"))
     body: list[Row] = []
-    for _, r in pairs.sort_values(keys).iterrows():
-        body.append(
-            cells(
-                value(r["dataset"]),
-                value(r["arch"]),
-                describe(r, shown) or "the only one",
-                value(r["flood_method"]),
-                _verdict(r, "_base"),
-                f"{r['flood_level']:g}",
-                _verdict(r, ""),
+    for _, block in pairs.groupby(["dataset", "arch"], sort=True):
+        # Only what differs between the block's rows: the rest is the block's caption.
+        shown = settings.varying(block, skip=("dataset", "arch"))
+        for _, r in block.sort_values(keys).iterrows():
+            body.append(
+                cells(
+                    value(r["dataset"]),
+                    value(r["arch"]),
+                    Cell(describe(r, shown) or "the only one", css="setting"),
+                    value(r["flood_method"]),
+                    _verdict(r, "_base"),
+                    f"{r['flood_level']:g}",
+                    _same_detection(r) or _verdict(r, ""),
+                )
             )
-        )
     return Table(head, body)
+
+
+def _same_detection(r: pd.Series) -> Cell | None:
+    """A detection at the validated b with b = 0's very turns: the flooded runs trained as
+    b = 0 did, so it is one detection, reported once."""
+    turns = ("first_minimum", "peak", "second_minimum", "rise", "fall")
+    if not (bool(r["found"]) and pd.notna(r["found_base"]) and bool(r["found_base"])):
+        return None
+    if all(r[t] == r[f"{t}_base"] for t in turns):
+        return Cell("the same detection as at b = 0 (one detection)", css="muted")
+    return None
 
 
 def _verdict(r: pd.Series, suffix: str) -> Cell:
@@ -154,16 +184,18 @@ def sharpness_table(comparison: pd.DataFrame) -> Table:
         cells(
             *ROW_KEYS,
             "seeds",
-            "b = 0",
-            "chosen b",
-            "Δ [95 % interval]",
+            "sharpness at b = 0 (nats)",
+            "at the chosen b (nats)",
+            "Δ (nats) [95 % interval]",
             "p / Holm p",
             "seeds for 80 % power",
         )
     ]
     body: list[Row] = []
-    shown = settings.varying(comparison, skip=("dataset", "arch")) if len(comparison) else []
-    for _, r in comparison[comparison["has_flooding"]].iterrows():
+    rows = comparison[comparison["has_flooding"]]
+    for _, r in rows.iterrows():
+        block = rows[(rows["dataset"] == r["dataset"]) & (rows["arch"] == r["arch"])]
+        shown = settings.varying(block, skip=("dataset", "arch"))
         body.append(
             cells(
                 value(r["dataset"]),
@@ -171,8 +203,8 @@ def sharpness_table(comparison: pd.DataFrame) -> Table:
                 describe(r, [c for c in shown if c != "early_stopping"]) or "the only one",
                 value(r["flood_method"]),
                 str(int(r["n_pairs"])),
-                f"{r['baseline_mean']:.4g}",
-                f"{r['flooded_mean']:.4g}",
+                f"{r['baseline_mean']:.3g}",
+                f"{r['flooded_mean']:.3g}",
                 Cell(_plain_difference(r)),
                 p_cell(r["p_value"], r["p_holm"], r["test_note"]),
                 needed(r),
@@ -220,7 +252,7 @@ def flipped_table(flipped: pd.DataFrame) -> Table:
         cells(
             value(r["dataset"]),
             value(r["arch"]),
-            describe(r, shown) or "the only one",
+            Cell(describe(r, shown) or "the only one", css="setting"),
             value(r["flood_method"]),
             "on" if r["early_stopping"] else "off",
             r["before"],
@@ -228,4 +260,84 @@ def flipped_table(flipped: pd.DataFrame) -> Table:
         )
         for _, r in flipped.iterrows()
     ]
+    return Table(head, body)
+
+
+def _interval_points(difference: float, low: float, high: float) -> str:
+    text = f"{100 * difference:+.2f}"
+    if not pd.isna(low):
+        text += f" [{100 * low:+.2f}, {100 * high:+.2f}]"
+    return text
+
+
+def options_table(options: pd.DataFrame) -> Table:
+    """RQ3: per group of settings and method, the best option without and with flooding."""
+    head = [
+        cells(
+            *ROW_KEYS,
+            "best without flooding: test acc. (%)",
+            "best with flooding: test acc. (%)",
+            "Δ (points) [95 % interval]",
+            "p / Holm p",
+            "answer",
+            "flooding added to the best without: Δ (points)",
+        )
+    ]
+    body: list[Row] = []
+    for (dataset, arch), block in options.groupby(["dataset", "arch"], sort=True):
+        shown = settings.varying(block, skip=("dataset", "arch", *settings.RQ3_COLUMNS))
+        for _, r in block.iterrows():
+            n = int(r["n_pairs"])
+            added = (
+                Cell("no flooded runs", css="muted")
+                if r["added_category"] == ""
+                else Cell(
+                    _interval_points(r["added_difference"], r["added_ci_low"], r["added_ci_high"])
+                    + f" ({r['added_category']})",
+                    css=category_cell(r["added_category"]).css,
+                )
+            )
+            body.append(
+                cells(
+                    value(dataset),
+                    value(arch),
+                    Cell(describe(r, shown) or "the only one", css="setting"),
+                    value(r["flood_method"]),
+                    Cell(
+                        f"{r['plain']}: {accuracy(r['plain_mean'], r['plain_std'], n)}",
+                        css="better" if r["best"] == r["plain"] else "",
+                    ),
+                    Cell(
+                        f"{r['flooding']}: {accuracy(r['flooding_mean'], r['flooding_std'], n)}"
+                        f" (b: {levels_text(r['chosen_levels'])})",
+                        css="better" if r["best"] == r["flooding"] else "",
+                    ),
+                    Cell(_interval_points(r["mean_difference"], r["ci_low"], r["ci_high"])),
+                    p_cell(r["p_value"], r["p_holm"], r["test_note"]),
+                    category_cell(r["category"]),
+                    added,
+                )
+            )
+    return Table(head, body, css="results")
+
+
+def idle_table(idle: pd.DataFrame, summary: pd.DataFrame) -> Table:
+    """Flood levels left out of the choice of b, and why."""
+    head = [cells(*ROW_KEYS, "b", "why left out", "untrained loss (nats)", "runs")]
+    body: list[Row] = []
+    for (dataset, arch), block in idle.groupby(["dataset", "arch"], sort=True):
+        shown = _grid_varying(summary, dataset, arch)
+        for _, r in block.iterrows():
+            body.append(
+                cells(
+                    value(dataset),
+                    value(arch),
+                    Cell(describe(r, shown) or "the only one", css="setting"),
+                    value(r["flood_method"]),
+                    f"{r['flood_level']:g}",
+                    Cell(r["reason"], css="warn"),
+                    "n/a" if math.isnan(r["untrained_loss"]) else f"{r['untrained_loss']:.3f}",
+                    str(int(r["runs"])),
+                )
+            )
     return Table(head, body)

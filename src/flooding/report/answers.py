@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flooding.report import answer_tables, diagnostics, plots, reference, stats
-from flooding.report.analysis import Analysis
+from flooding.report import answer_tables, claims, diagnostics, plots, reference, stats
+from flooding.report.analysis import SHARPNESS_MEANING, Analysis
 from flooding.report.parts import Part, Section, figure
-from flooding.report.settings import describe
+from flooding.report.settings import describe, plural
 from flooding.report.settings import varying as varying_settings
 
 
@@ -30,7 +30,7 @@ def levels(a: Analysis) -> Section:
     intro += _tracking(a)
     figures = []
     plot = plots.chosen_level_plot(a.chosen, a.refs)
-    if plot is None:
+    if not plot:
         intro.append(
             "One label-noise level only: no figure against noise; the table gives the chosen b."
         )
@@ -38,15 +38,17 @@ def levels(a: Analysis) -> Section:
         figures.append(
             figure(
                 plot,
-                "Mean chosen b against label noise; solid: early stopping off, dashed: on; "
-                "dotted: the reference loss.",
+                "Mean chosen b against label noise (blue, the colour of the validated b on "
+                "this page); solid: early stopping off, dashed: on; dotted grey: the "
+                "reference loss, in nats.",
             )
         )
     figures.append(
         figure(
             plots.accuracy_vs_level_plot(a.runs),
             "Final validation accuracy (dashed, on noisy labels) and test accuracy (solid, "
-            "clean labels) against b, mean over seeds and the other settings.",
+            "clean labels) against b, mean over seeds and the other settings; a colour per "
+            "label noise, darker for more noise.",
         )
     )
     table = answer_tables.chosen_level_table(a.chosen, a.refs)
@@ -79,53 +81,149 @@ def _tracking(a: Analysis) -> list[str]:
     return sentences
 
 
+# The most settings drawn for their double descent, besides each block's plainest.
+DESCENTS_DRAWN = 12
+
+
 def curves(a: Analysis) -> Section:
     title = "RQ4: learning curves, double descent, flatness, gradient norm"
-    drawn = stats.curve_runs(a.summary)
+    found = a.descents[a.descents["found"].astype(bool)]
+    # Settings with a detection, the largest rise first; beyond DESCENTS_DRAWN the table
+    # holds them (a large grid can find dozens, and each panel costs a quarter second).
+    detected = found.sort_values("rise", ascending=False).drop_duplicates(
+        list(stats.SETTING_COLUMNS)
+    )
+    drawn = stats.curve_runs(a.kept, also=detected.head(DESCENTS_DRAWN))
+    left_out = max(0, len(detected) - DESCENTS_DRAWN)
     if drawn.empty:
         return Section("rq4", "RQ4", title, [Part(paragraphs=["No completed runs."])])
     columns = ["run_dir", "epoch", *plots.CURVE_METRICS]
     rows = a.metrics.loc[a.metrics["run_dir"].isin(drawn["run_dir"]), columns]
-    rows = rows.merge(drawn[["run_dir", "dataset", "arch", "line", "flood_level"]], on="run_dir")
+    rows = rows.merge(drawn[["run_dir", *stats.SETTING_COLUMNS, "line"]], on="run_dir")
     figures = []
-    for (dataset, arch), block in rows.groupby(["dataset", "arch"], sort=True):
-        picked = drawn[(drawn["dataset"] == dataset) & (drawn["arch"] == arch)]
-        grid = a.summary[(a.summary["dataset"] == dataset) & (a.summary["arch"] == arch)]
-        setting = describe(picked.iloc[0], varying_settings(grid, skip=stats.BLOCK_COLUMNS))
-        levels = dict(zip(picked["line"], picked["flood_level"], strict=False))
-        turns = {}
-        for line, curve in block.groupby("line"):
-            mean = curve.groupby("epoch")["test_loss"].mean()
-            found = diagnostics.double_descent(mean.index.to_numpy(), mean.to_numpy(dtype=float))
-            if found is not None:
-                turns[line] = (found.first_minimum, found.peak, found.second_minimum)
-        name = f"{dataset} / {arch}" + (f" ({setting})" if setting else "")
-        figures.append(
-            figure(
-                plots.curves_plot(block, levels, name, turns),
-                f"{name}: mean over seeds, band from the lowest to the highest seed; dotted "
-                "lines mark b; ▼ on the test loss marks the turns of a double descent.",
-            )
+    extra: dict[tuple, list[plots.DescentPanel]] = {}
+    keys = list(stats.SETTING_COLUMNS)
+    for key, block in rows.groupby(keys, sort=True, dropna=False):
+        setting = dict(zip(keys, key, strict=True))
+        lines = drawn[_matches(drawn, setting)]
+        block_of = (a.summary["dataset"] == setting["dataset"]) & (
+            a.summary["arch"] == setting["arch"]
         )
-    intro = (
-        "Per dataset and architecture, at the highest label noise (where the double descent "
-        "shows), the setting with the fewest other regularisers: ordinary training (b = 0) "
-        "against flooding at the level b > 0 with the best mean final validation accuracy and "
-        "at the largest b of the grid. With flooding the training loss (evaluation pass, labels "
-        "trained on) and the mini-batch loss hover at b instead of falling to zero. The flooded "
-        "fraction is the share of mini-batches (flood) or samples (iflood) whose loss was "
-        "below b, so that the update climbed."
-    )
+        grid = a.summary[block_of]
+        described = describe(pd.Series(setting), varying_settings(grid, skip=stats.BLOCK_COLUMNS))
+        name = f"{setting['dataset']} / {setting['arch']}" + (
+            f" ({described})" if described else ""
+        )
+        turns = _turns(a.descents[_matches(a.descents, setting)], lines)
+        caption = (
+            f"{name}: mean over seeds, band from the lowest to the highest seed; black: b = 0, "
+            "blue: the validated b, vermilion: the largest b (lighter shades: a second "
+            "method); dotted lines mark b."
+        )
+        if turns:
+            caption += (
+                " ▼ on the test loss: the first minimum, peak and second minimum the detector "
+                f"found on {' and '.join(sorted(turns))} (see the double-descent table)."
+            )
+        # The block's plainest setting gets every panel; the settings drawn for their
+        # double descent share one image per block, their test loss only.
+        if bool(lines["plain"].iloc[0]):
+            figures.append(figure(plots.curves_plot(block, lines, name, turns), caption))
+        else:
+            short = described or name
+            extra.setdefault((setting["dataset"], setting["arch"]), []).append(
+                plots.DescentPanel(block, lines, short, turns)
+            )
+    for (dataset, arch), panels in sorted(extra.items()):
+        caption = (
+            f"{dataset} / {arch}: the test loss of every other setting where the detector "
+            "found a double descent, a small panel each; black: b = 0, blue: the validated b; "
+            "▼: the turns it found (see the double-descent table)."
+        )
+        figures.append(figure([plots.descent_grid(panels, f"{dataset} / {arch}")], caption))
+    plain = int(drawn.drop_duplicates(keys)["plain"].sum())
+    more = sum(len(panels) for panels in extra.values())
+    intro = [
+        f"Per dataset and architecture the setting with the fewest other regularisers at the "
+        f"highest label noise ({plain} figures)"
+        + (
+            f", and the test loss of {plural(more, 'other setting')} where the detector found "
+            "a double descent"
+            if more
+            else ""
+        )
+        + (
+            f"; the table lists {plural(left_out, 'more setting')} with a detection (smaller "
+            "rises) not drawn, as a large grid can find dozens"
+            if left_out
+            else ""
+        )
+        + "."
+        + " Each shows ordinary training (b = 0) against flooding at the level b > 0 with the "
+        "best mean final validation accuracy (the validated b) and at the largest b of the "
+        "grid. With flooding the training loss (evaluation pass, labels trained on) and the "
+        "mini-batch loss hover at b instead of falling to zero. " + _flooded_fraction(a)
+    ]
+    if found.empty:
+        intro.append(
+            "The detector found no double descent in any setting, at b = 0 or at the validated b."
+        )
     detector = (
         "Double descent, per setting: the detector looks at the mean test-loss curve over seeds, "
         "smoothed by a running median over three epochs so that a one-epoch spike is no peak, "
         f"for a minimum, a rise of at least {100 * diagnostics.TURN:g} % above it and a fall of "
         f"at least {100 * diagnostics.TURN:g} % below the peak that lasts to the last epoch, for "
-        "b = 0 and for the b with the best mean validation accuracy."
+        "b = 0 and for the validated b. Where both show the same turns, the flooded runs "
+        "trained as b = 0 did and the table says it is one detection."
     )
-    descent = Part("Double descent", [detector], tables=[answer_tables.descent_table(a.descents)])
+    descent = Part(
+        "Double descent",
+        anchor="rq4-descent",
+        paragraphs=[detector],
+        tables=[answer_tables.descent_table(a.descents)],
+    )
     return Section(
-        "rq4", "RQ4", title, [Part(paragraphs=[intro], figures=figures), descent, _flatness(a)]
+        "rq4", "RQ4", title, [Part(paragraphs=intro, figures=figures), descent, _flatness(a)]
+    )
+
+
+def _matches(frame: pd.DataFrame, setting: dict) -> pd.Series:
+    chosen = pd.Series(True, index=frame.index)
+    for column, wanted in setting.items():
+        chosen &= frame[column] == wanted
+    return chosen
+
+
+def _turns(descents: pd.DataFrame, lines: pd.DataFrame) -> dict[str, tuple[int, int, int]]:
+    """The detector's turns (from its table, never recomputed) for each drawn line it
+    tested: b = 0 and the validated b of each method."""
+    turns = {}
+    for _, line in lines.drop_duplicates("line").iterrows():
+        if line["role"] not in (plots.B0, plots.VALIDATED):
+            continue
+        rows = descents[descents["flood_level"] == line["flood_level"]]
+        if line["role"] == plots.VALIDATED:
+            rows = rows[rows["flood_method"] == line["flood_method"]]
+        rows = rows[rows["found"].astype(bool)]
+        if len(rows):
+            r = rows.iloc[0]
+            turns[line["line"]] = (
+                int(r["first_minimum"]),
+                int(r["peak"]),
+                int(r["second_minimum"]),
+            )
+    return turns
+
+
+def _flooded_fraction(a: Analysis) -> str:
+    methods = set(a.kept.loc[a.kept["flood_level"] > 0, "flood_method"])
+    units = {"flood": "mini-batches (flood)", "iflood": "samples (iflood)"}
+    shares = " or ".join(units.get(m, m) for m in sorted(methods))
+    if not shares:
+        return ""
+    return (
+        f"The flooded fraction is the share of {shares} whose loss was below b, so that "
+        "the update climbed."
     )
 
 
@@ -133,16 +231,21 @@ def _flatness(a: Analysis) -> Part:
     if a.sharpness is None:
         return Part(
             "Flatness",
-            [
+            anchor="rq4-flatness",
+            paragraphs=[
                 "Not measured: the summary has no sharpness column. The engine's flatness "
-                "measure (mean training-loss increase under random filter-normalised weight "
-                "perturbations, Li et al. 2018) fills it when it is switched on."
+                f"measure ({SHARPNESS_MEANING}) fills it when it is switched on."
             ],
         )
+    check = claims.flatness(a)
     text = (
-        "Sharpness: the mean increase of the training loss under random filter-normalised "
-        "weight perturbations (Li et al. 2018) at the end of training; lower is flatter. The b "
-        "chosen per seed by final validation accuracy against b = 0, paired over seeds; Holm "
-        "over these rows."
+        f"Sharpness: {SHARPNESS_MEANING}. The b chosen per seed by final validation accuracy "
+        "against b = 0, paired over seeds; Holm over these rows."
     )
-    return Part("Flatness", [text], tables=[answer_tables.sharpness_table(a.sharpness)])
+    verdict = f"Verdict on the paper's claim of flatter minima: {check.verdict}. {check.shows}"
+    return Part(
+        "Flatness",
+        anchor="rq4-flatness",
+        paragraphs=[text, verdict],
+        tables=[answer_tables.sharpness_table(a.sharpness)],
+    )

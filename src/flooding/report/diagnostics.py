@@ -14,6 +14,11 @@
   over seeds, and well below the rises the paper shows. The curve is first smoothed by a
   running median over three epochs, so a one-epoch spike (one bad step of one seed lifts
   the mean for an epoch) is no peak, while a rise that lasts two epochs or more is kept.
+- Levels that did nothing: a flood level whose runs never flooded (flooded fraction 0 at
+  every epoch of every run) trained exactly as b = 0 did, and a level at or above the
+  untrained loss (ln C, or the b = 0 runs' loss before the first step if lower) pushes
+  the loss up from the start instead of holding it at b. Neither is a candidate for the
+  choice of b (idle_levels()).
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from flooding.report.stats import SETTING_COLUMNS, validated_levels
+from flooding.data.registry import DATASETS
+from flooding.report.stats import SETTING_COLUMNS, completed, validated_levels
 
 TURN = 0.05
+NEVER_ENGAGED = "never engaged"
+AT_UNTRAINED_LOSS = "at or above the untrained loss"
 
 
 @dataclass(frozen=True)
@@ -171,4 +179,54 @@ def descent_table(metrics: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         else:
             rows.append({**record, "found": True, **found.__dict__})
     columns = [*line_keys, "found", *DoubleDescent.__dataclass_fields__]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def idle_levels(metrics: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Flood levels b > 0 that cannot have done what flooding does, per setting and method.
+
+    Never engaged: every completed run of the level has a flooded fraction of 0 at every
+    epoch that recorded one. At or above the untrained loss: b >= the lower of ln C and the
+    mean training loss of the setting's b = 0 runs at epoch 0 (before the first step).
+    Columns: the setting columns, `flood_method`, `flood_level`, `reason` (the first that
+    applies), `untrained_loss`, `runs`.
+    """
+    keys = [*SETTING_COLUMNS, "flood_method", "flood_level"]
+    done = completed(summary)
+    flooded = done[done["flood_level"] > 0]
+    columns = [*keys, "reason", "untrained_loss", "runs"]
+    if flooded.empty:
+        return pd.DataFrame(columns=columns)
+    recorded = metrics.dropna(subset=["flooded_frac"]).groupby("run_dir")["flooded_frac"].max()
+    engaged = flooded["run_dir"].map(recorded)  # NaN: nothing recorded, no evidence either way
+    start = metrics.loc[metrics["epoch"] == 0, ["run_dir", "train_loss"]]
+    base = done[done["flood_level"] == 0].merge(start, on="run_dir")
+    untrained = base.groupby(list(SETTING_COLUMNS), dropna=False)["train_loss"].mean()
+    levels = (
+        flooded.assign(engaged=engaged)
+        .groupby(keys, dropna=False, as_index=False)
+        .agg(peak=("engaged", "max"), runs=("run_dir", "size"))
+    )
+    rows = []
+    for record in levels.to_dict("records"):
+        setting = tuple(record[c] for c in SETTING_COLUMNS)
+        spec = DATASETS.get(str(record["dataset"]))
+        bounds = [np.log(spec.num_classes)] if spec is not None else []
+        if setting in untrained.index and not np.isnan(untrained[setting]):
+            bounds.append(float(untrained[setting]))
+        ceiling = min(bounds) if bounds else np.nan
+        if record["peak"] == 0:
+            reason = NEVER_ENGAGED
+        elif record["flood_level"] >= ceiling:
+            reason = AT_UNTRAINED_LOSS
+        else:
+            continue
+        rows.append(
+            {
+                **{k: record[k] for k in keys},
+                "reason": reason,
+                "untrained_loss": ceiling,
+                "runs": record["runs"],
+            }
+        )
     return pd.DataFrame(rows, columns=columns)

@@ -6,13 +6,14 @@ check against the main table below it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from flooding.aggregate import ENVIRONMENT_COLUMNS, VERSION_PREFIX
+from flooding.report import verdicts
 from flooding.report.inference import ALPHA
+from flooding.report.settings import plural
 from flooding.report.stats import SETTING_COLUMNS
 
 # The run.json facts shown one by one; started and finished are shown as one time span.
@@ -24,24 +25,17 @@ class Counts:
     datasets: int
     architectures: int
     settings: int
-    flood_levels: int
-    methods: tuple[str, ...]
-    seeds: int
     runs: int
     by_status: tuple[tuple[str, int], ...]
     training_hours: float
 
 
 def counts(metrics: pd.DataFrame, summary: pd.DataFrame) -> Counts:
-    flooded = summary[summary["flood_level"] > 0]
     by_status = summary["status"].value_counts().sort_index()
     return Counts(
         datasets=summary["dataset"].nunique(),
         architectures=summary["arch"].nunique(),
         settings=len(summary[list(SETTING_COLUMNS)].drop_duplicates()),
-        flood_levels=flooded["flood_level"].nunique(),
-        methods=tuple(sorted(flooded["flood_method"].unique().tolist())),
-        seeds=summary["seed"].nunique(),
         runs=len(summary),
         by_status=tuple((str(k), int(v)) for k, v in by_status.items()),
         training_hours=float(metrics["epoch_seconds"].sum(skipna=True)) / 3600.0,
@@ -67,48 +61,78 @@ def environment(summary: pd.DataFrame) -> list[tuple[str, str]]:
     return facts
 
 
-def headline(comparison: pd.DataFrame, chosen: pd.DataFrame) -> list[str]:
-    """Plain sentences: does flooding help (RQ1), and does b grow with label noise (RQ2)."""
-    sentences = []
+def headline(comparison: pd.DataFrame, options: pd.DataFrame, trend: pd.DataFrame) -> list[str]:
+    """Plain sentences: each comparison counted by its category (verdicts.category), with
+    the baseline of every gain named; then the trend of b with label noise (RQ2)."""
     tested = comparison[comparison["has_flooding"] & (comparison["n_pairs"] > 0)]
     if tested.empty:
         return [
             "No comparison is possible: no setting has completed runs both with b = 0 "
             "and with b > 0 for the same seed."
         ]
+    sentences = []
     for method, rows in tested.groupby("flood_method", sort=True):
-        sentences.append(_method_sentence(str(method), rows))
-    trend = _noise_sentence(chosen)
-    if trend:
-        sentences.append(trend)
+        sentences.append(_against_ordinary(str(method), rows))
+        best = options[options["flood_method"] == method]
+        if len(best):
+            sentences.append(_against_best(str(method), best))
+    if len(trend):
+        categories = [
+            verdicts.category(p, d, ())
+            for p, d in zip(trend["p_holm"], trend["mean_difference"], strict=True)
+        ]
+        sentences.append(
+            f"The b chosen by validation, highest label noise against lowest (paired by seed, "
+            f"early stopping off), in {plural(len(trend), 'setting')} and method: "
+            f"{plural(categories.count(verdicts.GAIN), 'significant rise')}, "
+            f"{plural(categories.count(verdicts.LOSS), 'significant fall')}, "
+            f"{categories.count(verdicts.NO_EVIDENCE)} with no evidence either way."
+        )
     return sentences
 
 
-def _method_sentence(method: str, rows: pd.DataFrame) -> str:
-    diff = rows["mean_difference"]
-    adjusted = pd.to_numeric(rows["p_holm"], errors="coerce")
-    significant = adjusted < ALPHA
-    untested = int(adjusted.isna().sum())
-    up, down = diff > 0, diff < 0
+def _classes(categories: list[str]) -> str:
+    return ", ".join(f"{name}: {categories.count(name)}" for name in verdicts.CATEGORIES)
+
+
+def _against_ordinary(method: str, rows: pd.DataFrame) -> str:
+    categories = [
+        verdicts.category(p, d, b)
+        for p, d, b in zip(
+            rows["p_holm"], rows["mean_difference"], rows["chosen_levels"], strict=True
+        )
+    ]
     text = (
-        f"With {method} and b chosen by validation accuracy, the mean test accuracy rose in "
-        f"{int(up.sum())} of {len(rows)} comparisons ({int((up & significant).sum())} "
-        f"significant at p < {ALPHA:g} after Holm's correction over the report's "
-        f"comparisons, paired t-test over seeds) and fell in "
-        f"{int(down.sum())} ({int((down & significant).sum())} significant)"
+        f"{method} with b chosen by validation against ordinary training (b = 0, the same "
+        f"early stopping), {plural(len(rows), 'comparison')} (paired t-test over seeds, Holm p < "
+        f"{ALPHA:g} over the RQ1 tables): {_classes(categories)}."
     )
-    same = int((diff == 0).sum())
-    text += f"; {same} unchanged." if same else "."
-    if not significant.any():
-        text += " No comparison found a significant difference."
-    if untested:
-        text += f" {untested} had no test (too few seeds or no spread; see the table)."
-    best = rows.loc[diff.idxmax()]
-    if best["mean_difference"] > 0:
+    gains = rows[[c == verdicts.GAIN for c in categories]]
+    if len(gains):
+        best = gains.loc[gains["mean_difference"].idxmax()]
         text += (
-            f" The largest gain, {100 * best['mean_difference']:+.2f} points"
-            f"{_interval(best)}, is on {best['dataset']} with {best['arch']} (early stopping "
-            f"{'on' if best['early_stopping'] else 'off'})."
+            f" Largest significant gain: {100 * best['mean_difference']:+.2f} points"
+            f"{_interval(best)} over ordinary training with early stopping "
+            f"{'on' if best['early_stopping'] else 'off'}, on {best['dataset']} / {best['arch']}"
+            f" at label noise {best['label_noise']:g}."
+        )
+    return text
+
+
+def _against_best(method: str, options: pd.DataFrame) -> str:
+    categories = list(options["category"])
+    text = (
+        f"{method}'s best option against the best option without flooding (of early stopping "
+        f"and the regularisers the grid varies), {plural(len(options), 'group')} of settings "
+        f"(Holm over the RQ3 table): {_classes(categories)}."
+    )
+    gains = options[options["category"] == verdicts.GAIN]
+    if len(gains):
+        best = gains.loc[gains["mean_difference"].idxmax()]
+        text += (
+            f" Largest significant gain: {100 * best['mean_difference']:+.2f} points"
+            f"{_interval(best)} of {best['flooding']} over {best['plain']}, on "
+            f"{best['dataset']} / {best['arch']} at label noise {best['label_noise']:g}."
         )
     return text
 
@@ -119,28 +143,19 @@ def _interval(row: pd.Series) -> str:
     return f" (95 % interval {100 * row['ci_low']:+.2f} to {100 * row['ci_high']:+.2f})"
 
 
-def _noise_sentence(chosen: pd.DataFrame) -> str:
-    """Compare the mean chosen b at the lowest and highest label noise of each block."""
-    rises, blocks = 0, 0
-    for _, block in chosen.groupby(["dataset", "arch", "flood_method"], sort=True):
-        noise = block.groupby("label_noise")["flood_level"].mean().sort_index()
-        if len(noise) < 2 or math.isclose(noise.iloc[0], noise.iloc[-1]):
-            blocks += len(noise) >= 2
-            continue
-        blocks += 1
-        rises += noise.iloc[-1] > noise.iloc[0]
-    if blocks == 0:
-        return ""
-    return (
-        f"The mean chosen b was higher at the highest label noise than at the lowest in "
-        f"{rises} of {blocks} dataset, architecture and method combinations with several "
-        f"noise levels (early stopping off)."
-    )
-
-
-def warnings(edges: pd.DataFrame, unfinished: pd.DataFrame, descents: pd.DataFrame) -> list[str]:
-    """Plain sentences on what the grid could not settle: edges, training length, RQ4."""
+def warnings(
+    edges: pd.DataFrame, unfinished: pd.DataFrame, completed_runs: int, idle: pd.DataFrame
+) -> list[str]:
+    """Plain sentences on what the grid could not settle: edges, training length, and the
+    levels left out of the choice of b."""
     sentences = []
+    if len(idle):
+        kinds = idle["reason"].value_counts()
+        listed = ", ".join(f"{n} {reason}" for reason, n in kinds.items())
+        sentences.append(
+            f"Warning: {len(idle)} flood levels of some settings did nothing flooding does "
+            f"({listed}); they are left out of the choice of b (see the grid warnings)."
+        )
     if len(edges):
         seeds = int(edges["at_top"].sum() + edges["at_bottom"].sum())
         sentences.append(
@@ -149,23 +164,12 @@ def warnings(edges: pd.DataFrame, unfinished: pd.DataFrame, descents: pd.DataFra
             "needs the levels named under 'Is the grid wide and long enough?'."
         )
     if len(unfinished):
-        runs, total = int(unfinished["at_last"].sum()), int(unfinished["runs"].sum())
-        sentences.append(
-            f"Warning: {runs} of {total} completed runs had their best validation accuracy at "
-            "their last epoch: train longer."
+        runs = int(unfinished["at_last"].sum())
+        blocks = ", ".join(
+            f"{d} / {a}" for d, a in zip(unfinished["dataset"], unfinished["arch"], strict=True)
         )
-    flooded = descents[descents["flood_level"] > 0]
-    base = descents[descents["flood_level"] == 0]
-    if len(flooded):
-        found, found_base = int(flooded["found"].sum()), int(base["found"].sum())
-        if found == 0:
-            sentences.append(
-                f"No double descent of the mean test loss was found at the validated b in any "
-                f"of {len(flooded)} settings (at b = 0: {found_base} of {len(base)})."
-            )
-        else:
-            sentences.append(
-                f"A double descent of the mean test loss was found at the validated b in "
-                f"{found} of {len(flooded)} settings, and at b = 0 in {found_base} of {len(base)}."
-            )
+        sentences.append(
+            f"Warning: {runs} of all {completed_runs} completed runs ({blocks}) had their best "
+            "validation accuracy at their last epoch: train longer."
+        )
     return sentences

@@ -1,6 +1,6 @@
 """The report page: one self-contained HTML file, rendered from a Jinja2 template.
 
-Nothing is loaded from anywhere: the style sheet is inline, figures are base64 PNG data
+Nothing is loaded from anywhere: the style sheet is inline, figures are base64 SVG data
 URLs, there is no script, and a Content-Security-Policy forbids every other source so
 that a browser refuses (and reports) anything that would reach the network. The template
 (templates/report.html.j2) escapes every value; this module only gathers them.
@@ -8,6 +8,7 @@ that a browser refuses (and reports) anything that would reach the network. The 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from functools import cache
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from flooding.report.analysis import Analysis
 from flooding.report.sections import sections
+from flooding.report.tables import footnoted
 
 POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -28,14 +30,27 @@ table { border-collapse: collapse; font-size: 0.9rem; }
 th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 table.results td { white-space: nowrap; }
 th { background: #f5f5f5; }
+/* The first column stays in view while a wide table scrolls sideways. */
+tbody tr > :first-child, thead tr:first-child > :first-child {
+  position: sticky; left: 0; background: #fff; z-index: 1; }
+thead tr:first-child > :first-child { background: #f5f5f5; }
+td.setting { min-width: 14rem; }
 td.better { font-weight: bold; background: #e6f4ea; }
 td.significant { font-weight: bold; }
 td.up { color: #1a7f37; } td.down { color: #c62828; }
 td.warn { background: #fff4e5; } td.muted { color: #777; }
 td.error { font-family: ui-monospace, monospace; white-space: pre-wrap; min-width: 20rem; }
 figure { margin: 1rem 0 2rem; } figcaption { color: #555; font-size: 0.9rem; }
-img { max-width: 100%; height: auto; }
+.panels { display: grid; gap: 0.5rem;
+          grid-template-columns: repeat(auto-fill, minmax(min(100%, 440px), 1fr)); }
+.panels img { width: 100%; height: auto; max-width: 560px; }
 .note { color: #555; font-size: 0.9rem; }
+.answer { border-left: 4px solid #ccc; padding: 0 0 0 0.8rem; margin: 1rem 0; }
+.verdict { font-weight: bold; padding: 0 0.4rem; border-radius: 4px; white-space: nowrap; }
+.verdict.supports { background: #e6f4ea; color: #1a7f37; }
+.verdict.contradicts { background: #fdecea; color: #c62828; }
+.verdict.inconclusive { background: #fff4e5; color: #8a5300; }
+.verdict.not-tested { background: #eee; color: #555; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
 dd { margin: 0; overflow-wrap: anywhere; } dt { font-weight: bold; }
 """
@@ -61,10 +76,14 @@ def render(
 ) -> str:
     """The page for these tables; `previous`, an earlier summary, adds what changed."""
     analysis = Analysis.of(metrics, summary, previous)
-    return _template().render(
-        policy=POLICY,
-        style=STYLE,
-        title=title,
-        headline=analysis.headline(),
-        sections=sections(analysis, built_at),
-    )
+    shown = [
+        dataclasses.replace(
+            section,
+            parts=[
+                dataclasses.replace(part, tables=[footnoted(t) for t in part.tables])
+                for part in section.parts
+            ],
+        )
+        for section in sections(analysis, built_at)
+    ]
+    return _template().render(policy=POLICY, style=STYLE, title=title, sections=shown)

@@ -10,11 +10,18 @@ from flooding.report.tables import Table
 
 
 @dataclass(frozen=True)
-class Figure:
+class Image:
     src: str  # a data: URL
     width: int
     height: int
     alt: str
+
+
+@dataclass(frozen=True)
+class Figure:
+    """Panels laid out side by side where there is room, one per row on a phone."""
+
+    panels: list[Image]
     caption: str
 
 
@@ -23,6 +30,7 @@ class Part:
     """A run of content in a section: optional heading, paragraphs, facts, tables, figures."""
 
     heading: str = ""
+    anchor: str = ""  # an id for links to this part
     paragraphs: list[str] = field(default_factory=list)
     facts: list[tuple[str, str]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
@@ -35,8 +43,18 @@ class Section:
     short: str  # its name in the contents line
     title: str
     parts: list[Part]
+    intro: list[str] = field(default_factory=list)  # before the answers and parts
+    answers: tuple = ()  # claims.Answer, for the answers section
 
 
-def figure(plot: plots.Plot, caption: str) -> Figure:
-    data = base64.b64encode(plot.png).decode("ascii")
-    return Figure(f"data:image/png;base64,{data}", plot.width, plot.height, plot.alt, caption)
+def figure(panels: list[plots.Plot], caption: str) -> Figure:
+    images = [
+        Image(
+            "data:image/svg+xml;base64," + base64.b64encode(p.svg).decode("ascii"),
+            p.width,
+            p.height,
+            p.alt,
+        )
+        for p in panels
+    ]
+    return Figure(images, caption)

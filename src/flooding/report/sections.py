@@ -9,25 +9,48 @@ from datetime import datetime
 
 import pandas as pd
 
-from flooding.report import answer_tables, answers, findings, stats, tables
+from flooding.report import (
+    accounting,
+    answer_tables,
+    answers,
+    claims,
+    findings,
+    stats,
+    tables,
+    verdicts,
+)
 from flooding.report.analysis import Analysis
 from flooding.report.changes import Changes
 from flooding.report.inference import ALPHA, MIN_SEEDS
 from flooding.report.parts import Part, Section
-from flooding.report.settings import RQ3_COLUMNS
 
 
 def sections(a: Analysis, built_at: datetime) -> list[Section]:
     shown = [
+        _answers(a),
         _overview(a, built_at),
         _changes(a.changes) if a.changes is not None else None,
         _main(a),
+        _combinations(a),
         _grid(a),
         answers.levels(a),
         answers.curves(a),
-        _method(),
+        _method(a),
     ]
     return [s for s in shown if s is not None]
+
+
+def _answers(a: Analysis) -> Section:
+    intro = (
+        "Each of the paper's claims checked on this grid, with a verdict by the rules under "
+        "'How the numbers are computed': supports (a significant effect in the claimed "
+        "direction and none against), contradicts (the reverse), inconclusive (neither, or "
+        "both), not tested (the grid cannot check it)."
+    )
+    parts = [Part("In numbers", paragraphs=a.headline())]
+    return Section(
+        "answers", "answers", "Answers", parts, intro=[intro], answers=tuple(claims.answers(a))
+    )
 
 
 def _count(n: int, noun: str) -> str:
@@ -39,12 +62,11 @@ def _overview(a: Analysis, built_at: datetime) -> Section:
     status = ", ".join(f"{n} {s}" for s, n in c.by_status)
     ran = [
         f"{_count(c.runs, 'run')} ({status}) over {_count(c.datasets, 'dataset')} and "
-        f"{_count(c.architectures, 'architecture')}: {_count(c.settings, 'setting')} "
-        f"(combinations of data, model and training options), "
-        f"{_count(c.flood_levels, 'flood level')} b > 0 "
-        f"(methods: {', '.join(c.methods) or 'none'}) plus b = 0, and {_count(c.seeds, 'seed')}.",
-        f"Training time recorded: {c.training_hours:.2f} hours in total.",
+        f"{_count(c.architectures, 'architecture')}, in {_count(c.settings, 'setting')} "
+        "(combinations of data, model and training options); per dataset and architecture:",
     ]
+    run_table = accounting.accounting_table(a.metrics, a.summary)
+    hours = f"Training time recorded: {c.training_hours:.2f} hours in total."
     facts = findings.environment(a.summary)
     facts.append(("report built", f"{built_at:%Y-%m-%d %H:%M} UTC from the aggregated tables"))
     if not any(k == "device" for k, _ in facts):
@@ -77,7 +99,13 @@ def _overview(a: Analysis, built_at: datetime) -> Section:
             ],
             tables=[tables.missing_table(missing, a.summary)],
         )
-    parts = [Part("What was run", ran), Part("When and where", facts=facts), problems, gaps]
+    parts = [
+        Part("What was run", ran, tables=[run_table]),
+        Part(paragraphs=[hours]),
+        Part("When and where", facts=facts),
+        problems,
+        gaps,
+    ]
     return Section("overview", "what was run", "Overview", parts)
 
 
@@ -105,23 +133,23 @@ def _changes(ch: Changes) -> Section:
 
 def _main(a: Analysis) -> Section:
     intro = (
-        "RQ1 (does flooding improve test accuracy?) and RQ3 (how does it combine with early "
-        "stopping, weight decay and augmentation?). Test accuracy in percent, mean ± standard "
-        "deviation over the paired seeds. b = 0 is ordinary training; with flooding, b is "
-        "chosen per seed by validation accuracy from the grid's levels (b = 0 included), at "
-        "the best epoch with early stopping on and at the last epoch with it off. Δ is the mean "
-        "paired difference with its 95 % t interval; p is the two-sided paired t-test over "
-        f"seeds and Holm p the same adjusted across the {_count(_tests(a.comparison), 'test')} "
-        f"of this table (* Holm p < {ALPHA:g}). With fewer than {MIN_SEEDS} seeds no p value "
-        "is given. 'Seeds for 80 % power' is how many seeds the test would need to detect the "
-        "observed difference, taking the observed spread as the truth. The best mean of each "
-        "row is in bold; ⚠ marks a b chosen on the grid's edge; hover for details."
+        "RQ1: does flooding improve test accuracy over the same training without it? Test "
+        "accuracy in percent, mean ± standard deviation over the paired seeds. b = 0 is "
+        "ordinary training; with flooding, b is chosen per seed by validation accuracy from "
+        "the grid's levels (b = 0 included), at the best epoch with early stopping on and at "
+        "the last epoch with it off. Δ is the mean paired difference with its 95 % t "
+        "interval; p is the two-sided paired t-test over seeds and Holm p the same adjusted "
+        f"across the {_count(_tests(a.comparison), 'test')} of these tables "
+        f"(* Holm p < {ALPHA:g}). With fewer than {MIN_SEEDS} seeds no p value is given. "
+        "'Seeds for 80 % power' is how many seeds the test would need to detect the observed "
+        "difference, taking the observed spread as the truth. The best mean of each row is in "
+        "bold; ⚠ marks a b chosen on the grid's edge (see the notes under each table)."
     )
-    title = "RQ1 and RQ3: flooding and other regularisers"
+    title = "RQ1: flooding against ordinary training"
     if a.comparison.empty:
         return Section(
             "rq1",
-            "RQ1 and RQ3",
+            "RQ1",
             title,
             [Part(paragraphs=[intro, "No completed b = 0 run to compare with."])],
         )
@@ -129,7 +157,27 @@ def _main(a: Analysis) -> Section:
     for (dataset, arch), block in a.comparison.groupby(list(stats.BLOCK_COLUMNS), sort=True):
         edges = a.edges[(a.edges["dataset"] == dataset) & (a.edges["arch"] == arch)]
         parts.append(Part(f"{dataset} / {arch}", tables=[tables.main_table(block, edges)]))
-    return Section("rq1", "RQ1 and RQ3", title, parts)
+    return Section("rq1", "RQ1", title, parts)
+
+
+def _combinations(a: Analysis) -> Section:
+    title = "RQ3: flooding with early stopping and other regularisers"
+    if a.options.empty:
+        text = "No setting has options both with and without flooding."
+        return Section("rq3", "RQ3", title, [Part(paragraphs=[text])])
+    intro = (
+        "For each group of settings that differ only in the regularisers the grid varies, the "
+        "options are every combination of those regularisers with early stopping on or off, "
+        "without flooding (b = 0) or with it (b chosen per seed by validation). The best "
+        "option on each side is the one with the highest mean test accuracy over seeds, in "
+        "bold the better of the two. Δ is the best with flooding minus the best without, "
+        "paired over seeds, with Holm's correction over this table's rows; the answer is its "
+        "category (see 'How the numbers are computed'). The last column is the RQ1 table's "
+        "comparison for flooding added to the best option without it: same regularisers, "
+        "same early stopping."
+    )
+    table = answer_tables.options_table(a.options)
+    return Section("rq3", "RQ3", title, [Part(paragraphs=[intro], tables=[table])])
 
 
 def _tests(comparison: pd.DataFrame) -> int:
@@ -138,6 +186,27 @@ def _tests(comparison: pd.DataFrame) -> int:
 
 def _grid(a: Analysis) -> Section:
     parts = []
+    if a.idle.empty:
+        parts.append(
+            Part(
+                "Levels that did nothing",
+                ["Every flood level b > 0 engaged and sat below the untrained loss."],
+            )
+        )
+    else:
+        parts.append(
+            Part(
+                "Levels that did nothing",
+                [
+                    "A level whose runs never flooded (flooded fraction 0 at every epoch) "
+                    "trained exactly as b = 0; a level at or above the untrained loss (ln C, "
+                    "or the b = 0 runs' training loss before the first step if lower) pushes "
+                    "the loss up from the start. These levels are left out of the choice of b "
+                    "and of every table and figure below them."
+                ],
+                tables=[answer_tables.idle_table(a.idle, a.summary)],
+            )
+        )
     if a.edges.empty:
         parts.append(
             Part(
@@ -155,7 +224,7 @@ def _grid(a: Analysis) -> Section:
                     "where it picks the smallest b > 0, a smaller one might. The chosen b is then "
                     "a bound, not an estimate, and RQ2's trend is unreliable for that cell."
                 ],
-                tables=[answer_tables.edge_table(a.edges, seeds)],
+                tables=[answer_tables.edge_table(a.edges, seeds, a.summary)],
             )
         )
     if a.unfinished.empty:
@@ -179,7 +248,7 @@ def _grid(a: Analysis) -> Section:
     return Section("grid", "grid warnings", "Is the grid wide and long enough?", parts)
 
 
-def _method() -> Section:
+def _method(a: Analysis) -> Section:
     texts = [
         "Everything on this page is computed from the aggregated results (metrics.parquet, one "
         "row per run and epoch; summary.parquet, one row per run) by the command flooding "
@@ -190,13 +259,26 @@ def _method() -> Section:
         "Early stopping picks, per run, the epoch (from 1) with the highest validation accuracy, "
         "the earliest on ties. The flood level is chosen per seed as the one with the highest "
         "validation accuracy, the smallest b on ties; the b = 0 run is the baseline of every "
-        "flooding method. Only completed runs count; the others are listed at the top.",
+        "flooding method. Levels that never engaged or sat at or above the untrained loss "
+        "(listed under the grid warnings) are not candidates. Only completed runs count; the "
+        "others are listed at the top.",
+        "Training with label noise is chaotic: the same configuration on another float path "
+        "(other thread counts, another pack of runs, another device) drifts to results about "
+        "as far apart as two seeds, a few points of test accuracy after some tens of epochs. "
+        "A single run is reproducible only along its own float path, so this report compares "
+        "seeds, never single runs, and says where the spread between seeds is as large as an "
+        "effect.",
         f"No p value is given with fewer than {MIN_SEEDS} paired seeds (the t-test's spread "
         "would rest on a single degree of freedom), or when every seed shows the same "
         "difference; the table then says n/a. Holm's correction controls the chance of any "
-        f"false positive among the table's tests at {ALPHA:g}. Options that do not apply to a "
-        "dataset or model (the spiral's noise, MLP sizes, momentum with Adam) are not listed; "
-        f"{' and '.join(RQ3_COLUMNS)} are always columns of the main table where they apply.",
+        f"false positive among a table's tests at {ALPHA:g}. Options that do not apply to a "
+        "dataset or model are not listed.",
+        "Each comparison falls in one category, checked in this order: "
+        + "; ".join(f"{name}: {rule}" for name, rule in verdicts.CATEGORY_RULES)
+        + ".",
+        "Each claim of the paper gets a verdict: "
+        + "; ".join(f"{name}: {rule}" for name, rule in verdicts.VERDICT_RULES)
+        + ".",
     ]
     return Section(
         "method", "how it is computed", "How the numbers are computed", [Part(paragraphs=texts)]

@@ -39,14 +39,35 @@ APPLIES: dict[str, Callable[[pd.Series], bool]] = {
 } | {f.name: _images for f in regulariser_fields() if f.metadata["axis"].images_only}
 
 
+def plural(n: int, noun: str) -> str:
+    """ "1 setting", "2 settings"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def label(column: str) -> str:
     return column.replace("_", " ")
 
 
-def value(v: object, column: str = "") -> str:
-    """A config value as a reader would write it; a size of 0 is the dataset's default."""
+def sizes(dataset: str, train_size: int, test_size: int, val_fraction: float) -> tuple[int, ...]:
+    """(training, validation, test) sample counts a run of `dataset` used; () if unknown.
+
+    0 stands for the dataset's default size, resolved and split as the data loader does.
+    """
+    spec = DATASETS.get(dataset)
+    if spec is None:
+        return ()
+    pool = int(train_size) or spec.train_size
+    n_val = round(val_fraction * pool)
+    return pool - n_val, n_val, int(test_size) or spec.test_size
+
+
+def value(v: object, column: str = "", dataset: str = "") -> str:
+    """A config value as a reader would write it; a size of 0 as the size it stands for."""
     if column in SIZE_COLUMNS and v == 0:
-        return "dataset default"
+        spec = DATASETS.get(dataset)
+        if spec is None:
+            return "0 (the dataset's own size)"
+        return str(spec.train_size if column == "train_size" else spec.test_size)
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     if isinstance(v, float):
@@ -77,9 +98,11 @@ def varying(
 def fixed(frame: pd.DataFrame, skip: tuple[str, ...] = (*BLOCK_COLUMNS, *RQ3_COLUMNS)) -> str:
     """The options that are the same in every row of `frame` and apply, as one line."""
     same = [c for c in _inner(frame, skip) if frame[c].nunique(dropna=False) == 1]
-    return ", ".join(f"{label(c)} {value(frame[c].iloc[0], c)}" for c in same)
+    first = frame.iloc[0]
+    return ", ".join(f"{label(c)} {value(first[c], c, str(first['dataset']))}" for c in same)
 
 
 def describe(row: pd.Series, columns: list[str]) -> str:
     """`columns` of one row as "label value, ..."."""
-    return ", ".join(f"{label(c)} {value(row[c], c)}" for c in columns)
+    dataset = str(row["dataset"]) if "dataset" in row else ""
+    return ", ".join(f"{label(c)} {value(row[c], c, dataset)}" for c in columns)

@@ -44,6 +44,17 @@ def completed(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[summary["status"] == "completed"]
 
 
+def without_levels(summary: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """The summary less the runs of `levels` (rows of setting, method and flood level)."""
+    if levels.empty:
+        return summary
+    keys = [*SETTING_COLUMNS, "flood_method", "flood_level"]
+    marked = summary.merge(
+        levels[keys].drop_duplicates().assign(_left_out=True), on=keys, how="left"
+    )
+    return summary[marked["_left_out"].isna().to_numpy()]
+
+
 def by_method(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs once per flooding method of their setting, the b = 0 runs in every copy.
 
@@ -186,16 +197,22 @@ def missing_seeds(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "missing"])
 
 
-def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
+def curve_runs(summary: pd.DataFrame, also: pd.DataFrame | None = None) -> pd.DataFrame:
     """The runs drawn in the learning-curve figures (RQ4), with a `line` label each.
 
     Per dataset and architecture: at the highest label noise (where memorising noisy labels
     makes the test loss rise, so the double descent shows), the setting with the fewest
     other regularisers (smallest weight decay, no augmentation first, among settings with
-    flooded runs where there are any), its b = 0 runs, and per method its runs at the
-    flood level b > 0 with the best mean final validation accuracy over seeds (ties: the
-    smallest b) and at the largest b > 0, where the flood is strongest (a validated b
-    may sit below the training loss and never flood).
+    flooded runs where there are any); and every setting of `also` (rows with the setting
+    columns: those where a double descent was found). For each: its b = 0 runs, and per
+    method its runs at the flood level b > 0 with the best mean final validation accuracy
+    over seeds (validated_levels()) and at the largest b > 0, where the flood is strongest
+    (a validated b may sit below the training loss and never flood).
+
+    Columns: the setting columns, `flood_method`, `flood_level`, `seed`, `run_dir`, `line`,
+    `role` (b = 0, validated b or largest b; the validated one where both),
+    `method_index` (the method's place among the setting's methods, for its shade) and
+    `plain` (the block's plainest setting, not one drawn for being in `also`).
     """
     runs = completed(summary)
     keys = list(SETTING_COLUMNS)
@@ -211,23 +228,31 @@ def curve_runs(summary: pd.DataFrame) -> pd.DataFrame:
     order = ["unflooded", "label_noise", *regularisers, *rest]
     ascending = [column != "label_noise" for column in order]
     settings = settings.sort_values(order, ascending=ascending)
-    picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys]
+    picked = settings.drop_duplicates(list(BLOCK_COLUMNS))[keys].assign(plain=True)
+    if also is not None and len(also):
+        extra = also[keys].assign(plain=False)
+        picked = pd.concat([picked, extra]).drop_duplicates(keys, keep="first")
     base = runs[runs["flood_level"] == 0].merge(picked, on=keys)
-    base = base.assign(line="b = 0", flood_method="flood")
+    base = base.assign(line="b = 0", flood_method="flood", role="b = 0", method_index=0)
     candidates = flooded.merge(picked, on=keys)
     level_columns = [*keys, "flood_method", "flood_level"]
-    best = validated_levels(candidates)
+    best = validated_levels(candidates).assign(role="validated b")
     largest = candidates.sort_values("flood_level").drop_duplicates(
         [*keys, "flood_method"], keep="last"
     )[level_columns]
-    drawn_levels = pd.concat([best, largest]).drop_duplicates()
+    drawn_levels = pd.concat([best, largest.assign(role="largest b")])
+    drawn_levels = drawn_levels.drop_duplicates(level_columns, keep="first")
     top = candidates.merge(drawn_levels, on=level_columns)
+    methods = sorted(top["flood_method"].unique())
     top = top.assign(
         line=[
-            f"{m}, b = {b:g}" for m, b in zip(top["flood_method"], top["flood_level"], strict=True)
-        ]
+            f"{m}, b = {b:g} ({role})"
+            for m, b, role in zip(top["flood_method"], top["flood_level"], top["role"], strict=True)
+        ],
+        method_index=[methods.index(m) for m in top["flood_method"]],
     )
-    columns = [*keys, "flood_method", "flood_level", "seed", "run_dir", "line"]
+    columns = [*keys, "flood_method", "flood_level", "seed", "run_dir", "line", "role"]
+    columns += ["method_index", "plain"]
     return pd.concat([base[columns], top[columns]], ignore_index=True)
 
 
@@ -258,3 +283,41 @@ def compare_measure(summary: pd.DataFrame, measure: str) -> pd.DataFrame:
     renamed = renamed.assign(final_test_acc=renamed[measure], best_test_acc=renamed[measure])
     table = compare(renamed) if len(renamed) else pd.DataFrame(columns=_COMPARE_COLUMNS)
     return table[~table["early_stopping"].astype(bool)].reset_index(drop=True)
+
+
+def level_trend(chosen: pd.DataFrame) -> pd.DataFrame:
+    """Per setting (less its label noise) and method, early stopping off: the chosen b at
+    the highest noise minus at the lowest, paired by seed, Holm over the rows.
+
+    Columns: the group, `low`, `high` (the two noise levels), `n_pairs`, `mean_difference`,
+    `ci_low`, `ci_high`, `p_value`, `p_holm`.
+    """
+    off = chosen[~chosen["early_stopping"].astype(bool)]
+    group = [c for c in SETTING_COLUMNS if c != "label_noise"] + ["flood_method"]
+    rows = []
+    for key, block in off.groupby(group, dropna=False, sort=True):
+        noise = sorted(block["label_noise"].unique())
+        if len(noise) < 2:
+            continue
+        low = block[block["label_noise"] == noise[0]][["seed", "flood_level"]]
+        high = block[block["label_noise"] == noise[-1]][["seed", "flood_level"]]
+        pairs = high.merge(low, on="seed", suffixes=("_high", "_low"))
+        result = paired_t_test(
+            pairs["flood_level_high"].to_numpy(), pairs["flood_level_low"].to_numpy()
+        )
+        rows.append(
+            {
+                **dict(zip(group, key, strict=True)),
+                "low": noise[0],
+                "high": noise[-1],
+                "n_pairs": result.n,
+                "mean_difference": result.mean_difference,
+                "ci_low": result.ci_low,
+                "ci_high": result.ci_high,
+                "p_value": result.p_value,
+            }
+        )
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["p_holm"] = holm(list(table["p_value"]))
+    return table

@@ -1,32 +1,37 @@
 """The report's tables as data: rows of cells that the page template renders (escaped).
 
 Cells carry a few classes (`better`, `significant`, `warn`) that the page's stylesheet
-colours, and a title shown on hover; nothing depends on a script.
+colours, and an explanation that the page shows as a numbered note under the table (never
+only on hover, which a phone cannot do); nothing depends on a script.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from flooding.report import settings
+from flooding.report import settings, verdicts
 from flooding.report.inference import ALPHA
 from flooding.report.settings import RQ3_COLUMNS, describe, label, value
 from flooding.report.stats import BLOCK_COLUMNS
 
 ERROR_CHARS = 2000
+# Columns per flooding method in the RQ1 table.
+METHOD_COLUMNS = 6
 
 
 @dataclass(frozen=True)
 class Cell:
     text: str
     css: str = ""
-    title: str = ""
+    title: str = ""  # an explanation, shown as a numbered note under the table
     colspan: int = 1
     rowspan: int = 1
+    mark: str = ""  # the note's number, set by footnoted()
 
 
 Row = list[Cell]
@@ -39,6 +44,23 @@ class Table:
     css: str = ""
     caption: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def footnoted(table: Table) -> Table:
+    """The table with each cell's explanation as a numbered note under it, one number per
+    distinct text: readable on a phone, where nothing can be hovered."""
+    notes: list[str] = []
+
+    def marked(cell: Cell) -> Cell:
+        if not cell.title:
+            return cell
+        if cell.title not in notes:
+            notes.append(cell.title)
+        return dataclasses.replace(cell, title="", mark=str(notes.index(cell.title) + 1))
+
+    head = [[marked(c) for c in row] for row in table.head]
+    body = [[marked(c) for c in row] for row in table.body]
+    return dataclasses.replace(table, head=head, body=body, notes=[*table.notes, *notes])
 
 
 def cells(*texts: Cell | str) -> Row:
@@ -104,7 +126,7 @@ def main_table(block: pd.DataFrame, edges: pd.DataFrame) -> Table:
         [Cell(label(c), rowspan=2) for c in shown]
         + [Cell("early stopping", rowspan=2), Cell("seeds", rowspan=2)]
         + [Cell("b = 0", title="ordinary training")]
-        + [Cell(f"{m}, b chosen by validation", colspan=5) for m in methods],
+        + [Cell(f"{m}, b chosen by validation", colspan=METHOD_COLUMNS) for m in methods],
         cells("test acc. (%)")
         + [
             c
@@ -114,6 +136,7 @@ def main_table(block: pd.DataFrame, edges: pd.DataFrame) -> Table:
                 "chosen b",
                 "Δ (points) [95 % interval]",
                 "p / Holm p",
+                "answer",
                 "seeds for 80 % power",
             )
         ],
@@ -133,7 +156,8 @@ def main_table(block: pd.DataFrame, edges: pd.DataFrame) -> Table:
             if r["has_flooding"]:
                 means[m] = r["flooded_mean"]
         best = _best(means)
-        row = [Cell(value(v, c)) for v, c in zip(key[:-1], shown, strict=True)]
+        dataset = str(block["dataset"].iloc[0])
+        row = [Cell(value(v, c, dataset)) for v, c in zip(key[:-1], shown, strict=True)]
         row += cells("on" if key[-1] else "off", seeds)
         baseline = accuracy(first["baseline_mean"], first["baseline_std"], n)
         row.append(Cell(baseline, css="better" if best == "b = 0" else ""))
@@ -153,9 +177,9 @@ def _best(means: dict[str, float]) -> str | None:
 
 def _method_cells(row: pd.Series | None, best: bool, edge: str) -> Row:
     if row is None:
-        return [Cell("not run", css="muted", colspan=5)]
+        return [Cell("not run", css="muted", colspan=METHOD_COLUMNS)]
     if not row["has_flooding"]:
-        return [Cell("no completed run with b > 0", css="muted", colspan=5)]
+        return [Cell("no completed run with b > 0", css="muted", colspan=METHOD_COLUMNS)]
     n = int(row["n_pairs"])
     levels = levels_text(row["chosen_levels"])
     return [
@@ -165,8 +189,16 @@ def _method_cells(row: pd.Series | None, best: bool, edge: str) -> Row:
         else Cell(levels),
         difference(row),
         p_cell(row["p_value"], row["p_holm"], row["test_note"]),
+        category_cell(
+            verdicts.category(row["p_holm"], row["mean_difference"], row["chosen_levels"])
+        ),
         needed(row),
     ]
+
+
+def category_cell(category: str) -> Cell:
+    """A comparison's category (verdicts.category), coloured by its direction."""
+    return Cell(category, css={verdicts.GAIN: "up", verdicts.LOSS: "down"}.get(category, ""))
 
 
 def unfinished_table(summary: pd.DataFrame) -> Table:
