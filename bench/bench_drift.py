@@ -82,9 +82,8 @@ def main() -> None:
             stacked = train(group, root / "stacked", threads=1, vectorise=True)
             two = train(group, root / "threads2", threads=2, vectorise=False)
             for cfg, a, s, t in zip(group, solo, stacked, two, strict=True):
-                print(
-                    f"{seed:4d}  {cfg.flood_level:<4g}  {100 * a:5.2f}  {100 * s:7.2f}  {100 * t:9.2f}"
-                )
+                row = f"{100 * a:5.2f}  {100 * s:7.2f}  {100 * t:9.2f}"
+                print(f"{seed:4d}  {cfg.flood_level:<4g}  {row}")
                 stack_drift.append(100 * abs(s - a))
                 thread_drift.append(100 * abs(t - a))
                 alone.setdefault(cfg.flood_level, []).append(100 * a)

@@ -53,6 +53,8 @@ class GridAxis:
     always_in_path: bool = False
     # Applies only to datasets of images (a vector dataset keeps only the default value).
     images_only: bool = False
+    # How the report names it, where the field's name with spaces would not read well.
+    label: str = ""
 
 
 def setting(
@@ -145,7 +147,13 @@ class RunConfig:
     augment: bool = setting(
         False,
         "random crop (and flip for CIFAR) on the device; images only",
-        axis=GridAxis("regularisers", path_key="aug", always_in_path=True, images_only=True),
+        axis=GridAxis(
+            "regularisers",
+            path_key="aug",
+            always_in_path=True,
+            images_only=True,
+            label="augmentation",
+        ),
     )
     label_smoothing: float = setting(
         0.0,

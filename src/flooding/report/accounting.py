@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flooding.report.settings import applies, sizes
+from flooding.report.settings import RQ3_COLUMNS, applies, label, sizes, value
 from flooding.report.tables import Cell, Row, Table, cells
 
 
 def _values(series: pd.Series, fmt: str = "{:g}") -> str:
     return ", ".join(fmt.format(v) for v in sorted(series.dropna().unique()))
+
+
+def regulariser_cell(block: pd.DataFrame, column: str) -> Cell | str:
+    """The values a regulariser axis took in the block, or that it does not apply."""
+    if not applies(block.drop_duplicates(["dataset", "arch", "optimizer"]), column):
+        return Cell("not for this data", css="muted")
+    return ", ".join(value(v) for v in sorted(block[column].dropna().unique()))
 
 
 def _seconds(values: pd.Series) -> str:
@@ -31,8 +38,7 @@ def accounting_table(metrics: pd.DataFrame, summary: pd.DataFrame) -> Table:
             "arch",
             "train / validation / test samples",
             "label noise",
-            "weight decay",
-            "augmentation",
+            *(label(c) for c in RQ3_COLUMNS),
             "methods",
             "flood levels b > 0",
             "seeds",
@@ -62,10 +68,7 @@ def accounting_table(metrics: pd.DataFrame, summary: pd.DataFrame) -> Table:
                 str(arch),
                 "; ".join(" / ".join(str(n) for n in u) for u in used if u) or "not known",
                 _values(block["label_noise"]),
-                _values(block["weight_decay"]),
-                _values(block["augment"].map({True: "yes", False: "no"}), "{}")
-                if applies(block.drop_duplicates(["dataset", "arch", "optimizer"]), "augment")
-                else Cell("not for this data", css="muted"),
+                *(regulariser_cell(block, c) for c in RQ3_COLUMNS),
                 _values(flooded["flood_method"], "{}") or "none",
                 _values(flooded["flood_level"]) or "none",
                 str(block["seed"].nunique()),

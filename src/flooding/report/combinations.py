@@ -16,11 +16,12 @@ with b chosen by validation (flooding; b = 0 stays a candidate). Per group and m
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from flooding.report import verdicts
 from flooding.report.inference import holm, paired_t_test
-from flooding.report.settings import RQ3_COLUMNS
+from flooding.report.settings import RQ3_COLUMNS, label
 from flooding.report.stats import (
     SETTING_COLUMNS,
     by_method,
@@ -62,10 +63,14 @@ def option_name(option: dict, varied: list[str]) -> str:
     parts = ["flooding" if option["flooded"] else "ordinary"]
     if option["early_stopping"]:
         parts.append("early stopping")
-    if "weight_decay" in varied:
-        parts.append(f"weight decay {option['weight_decay']:g}")
-    if "augment" in varied and option["augment"]:
-        parts.append("augmentation")
+    for column in RQ3_COLUMNS:  # the grid's regulariser axes, in declaration order
+        if column not in varied:
+            continue
+        if isinstance(option[column], (bool, np.bool_)):
+            if option[column]:
+                parts.append(label(column))  # "augment"; left out when off
+        else:
+            parts.append(f"{label(column)} {option[column]:g}")
     if len(parts) > 1 and not option["flooded"]:
         parts = parts[1:]  # "early stopping", not "ordinary + early stopping"
     return " + ".join(parts)

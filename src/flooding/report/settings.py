@@ -8,13 +8,14 @@ for Adam) are left out of both. Computed once here for every table and figure ca
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from flooding.config import regulariser_fields
+from flooding.config import RunConfig, regulariser_fields
 from flooding.data.registry import DATASETS
 from flooding.report.stats import BLOCK_COLUMNS, SETTING_COLUMNS
 
@@ -44,8 +45,16 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+# How the report names a column: a grid axis's declared label, else its name with spaces.
+LABELS = {
+    f.name: f.metadata["axis"].label
+    for f in dataclasses.fields(RunConfig)
+    if f.metadata["axis"] is not None and f.metadata["axis"].label
+}
+
+
 def label(column: str) -> str:
-    return column.replace("_", " ")
+    return LABELS.get(column) or column.replace("_", " ")
 
 
 def sizes(dataset: str, train_size: int, test_size: int, val_fraction: float) -> tuple[int, ...]:
