@@ -29,6 +29,8 @@ class Resources:
     mem_mb: int
     runtime: int  # minutes
     gpu: int
+    # Ask for what the run's shape took last time instead of `runtime` (flooding.learned).
+    runtime_auto: bool = False
 
 
 # What a pack may group over: runs differing only in these fields can share a job.

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from flooding.grid import expand_grid
+from flooding.learned import learn_runtimes
 from flooding.schema import validate_workflow_config
 
 # The schema's training settings are generated from the engine's RunConfig, so the config
@@ -14,7 +15,8 @@ validate_workflow_config(
     config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 )
 
-GRID = expand_grid(config)
+# Runs with `runtime_auto` ask for what their shape took last time (flooding.learned).
+GRID = learn_runtimes(expand_grid(config), Path("results"))
 
 
 # Only the datasets this grid reads from the data root can be downloaded ("(?!)" matches
