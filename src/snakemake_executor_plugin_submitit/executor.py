@@ -36,6 +36,7 @@ from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.local.local import LocalExecutor
 from submitit.slurm.slurm import SlurmExecutor
 
+from .accounting import LEDGER, record_submissions
 from .command import JobCommand
 from .limits import ClusterLimits, read_cluster_limits
 from .resources import ResourceError, SlurmRequest, slurm_request
@@ -181,6 +182,8 @@ class Executor(RemoteExecutor):
                     f"tasks): {error}\n",
                 )
             return
+        if self.settings.backend == "slurm":
+            record_submissions(self.folder / LEDGER, name, request, jobs, handles)
         for job, handle in zip(jobs, handles, strict=True):
             info = SubmittedJobInfo(
                 job, external_jobid=handle.job_id, aux={"tracked": Tracked(handle)}

@@ -110,3 +110,17 @@ def local_cores():
         return workflow.cores
     except WorkflowError:
         return None
+
+
+def efficiency_account():
+    """After a run through the submitit executor on SLURM: what its jobs asked for
+    against what they used, into results/efficiency.parquet (flooding.efficiency)."""
+    settings = workflow.executor_settings
+    if getattr(settings, "backend", None) != "slurm":
+        return
+    from flooding.efficiency import EfficiencyError, write_account
+
+    try:
+        print(write_account(Path(settings.folder), Path("results/efficiency.parquet")))
+    except EfficiencyError as error:
+        print(f"No efficiency account: {error}")
