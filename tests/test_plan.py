@@ -27,6 +27,7 @@ from flooding.plan import (
     render,
 )
 from flooding.timing import (
+    Calibration,
     Shape,
     Timing,
     device_kind,
@@ -34,6 +35,7 @@ from flooding.timing import (
     known_timings,
     read_calibration,
     shape_of,
+    write_calibration,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +191,26 @@ def test_finished_runs_time_their_shape_whatever_their_flood_level(tmp_path: Pat
 
 def dataclass_replace(cfg: RunConfig, **changes: Any) -> RunConfig:
     return RunConfig.from_dict({**cfg.to_dict(), **changes})
+
+
+def test_finished_runs_come_before_a_calibration(tmp_path: Path) -> None:
+    measured = RunConfig(dataset="spiral", epochs=2)
+    calibrated_only = RunConfig(dataset="gaussians", epochs=2)
+    write_tables(tmp_path, [(measured, "cpu (1 thread)", [1.0, 2.0, 2.0], 0.0)])
+    write_calibration(
+        tmp_path,
+        Calibration(
+            {
+                shape_of(cfg, "cpu"): Timing(9.0, 9.0, 1, "calibration")
+                for cfg in (measured, calibrated_only)
+            },
+            startup_s=4.0,
+        ),
+    )
+    timings, startup_s = known_timings(tmp_path)
+    assert timings[shape_of(measured, "cpu")].source == "results"
+    assert timings[shape_of(calibrated_only, "cpu")].source == "calibration"
+    assert startup_s == 4.0
 
 
 def test_device_kind_reads_run_json() -> None:
