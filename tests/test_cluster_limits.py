@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from snakemake_executor_plugin_submitit.executor import plan_arrays
@@ -46,3 +49,28 @@ def test_arrays_are_cut_at_the_smallest_limit() -> None:
     jobs = [("train", "request", i) for i in range(12)]
     sizes = [len(m) for _, _, m in plan_arrays(jobs, ClusterLimits(5, None).array_size(1000))]
     assert sizes == [5, 5, 2]
+
+
+def test_a_slurm_without_sacct_stops_before_submitting(tmp_path: Path) -> None:
+    """Every status check needs sacct: without it nothing is submitted, with one message."""
+    bin_dir = tmp_path / "bin"
+    calls = tmp_path / "sbatch-calls"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\necho called >> {calls}\n")
+    (bin_dir / "sbatch").chmod(0o755)
+    (tmp_path / "Snakefile").write_text(
+        'rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n'
+    )
+    snakemake = Path(sys.executable).parent / "snakemake"
+    result = subprocess.run(
+        [str(snakemake), "--executor", "submitit", "--submitit-backend", "slurm", "--jobs", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{snakemake.parent}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "--submitit-backend slurm: sacct is not on PATH (for the status checks)" in output
+    assert not calls.exists() and not (tmp_path / "a.txt").exists()
