@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
+from test_workflow import copy_workflow, snakemake
 from test_workflow_config import filled  # the config as the Snakefile sees it
 
 from flooding.calibrate import calibrate_missing, calibration_config
@@ -275,7 +277,7 @@ def workflow_copy(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_calibration_times_each_shape_and_caches_it(tmp_path: Path) -> None:
-    grid = expand_grid(filled(__import__("yaml").safe_load((ROOT / "config/ci.yaml").read_text())))
+    grid = expand_grid(filled(yaml.safe_load((ROOT / "config/ci.yaml").read_text())))
     results = tmp_path / "results"
     account = calibrate_missing(grid, results, tmp_path / "data", [sys.executable, "-c", ""])
     calibration = read_calibration(results)
@@ -324,3 +326,32 @@ def test_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "results").exists()  # nothing timed, nothing cached
+
+
+def dry_run_runtimes(workdir: Path) -> set[int]:
+    """The runtimes the jobs would request if all ran again now (only training asks one)."""
+    output = snakemake(workdir, "--dry-run", "--forceall").stdout
+    return {
+        int(part.removeprefix("runtime="))
+        for line in output.splitlines()
+        if line.strip().startswith("resources:")
+        for part in line.replace(",", " ").split()
+        if part.startswith("runtime=")
+    }
+
+
+@pytest.mark.slow
+def test_a_second_run_asks_for_what_the_first_measured(tmp_path: Path) -> None:
+    ci = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
+    ci["resources"] |= {"runtime": 7, "runtime_auto": True}
+    workdir = copy_workflow(tmp_path, ci)
+    assert dry_run_runtimes(workdir) == {7}  # nothing measured: the configured runtime
+    snakemake(workdir)
+    timings, _ = known_timings(workdir / "results")
+    learned = with_learned_runtimes(expand_grid(filled(ci)), timings, None)
+    expected = {run.resources.runtime for run in learned.runs}
+    assert expected == {
+        learned_minutes(timings[run_shape(run)].run_seconds(run.config.epochs))
+        for run in learned.runs
+    }
+    assert dry_run_runtimes(workdir) == expected != {7}
