@@ -25,7 +25,6 @@ from flooding.plan import (
     job_arrays,
     make_plan,
     makespan,
-    merge_config,
     render,
 )
 from flooding.timing import (
@@ -39,6 +38,7 @@ from flooding.timing import (
     shape_of,
     write_calibration,
 )
+from flooding.workflow_config import merge_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,30 +19,25 @@ last line is `jobs J, arrays A, gpu-hours G, cpu-hours C`, as requested.
 from __future__ import annotations
 
 import argparse
-import copy
 import heapq
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from flooding.grid import Grid, GridError, Run, expand_grid
-from flooding.learned import learn_runtimes, run_shape
+from flooding.grid import Grid, Run
+from flooding.learned import run_shape
 from flooding.packing import Resources
 from flooding.timing import Shape, Timing, known_timings
+from flooding.workflow_config import InputError, load_config, load_grid, profile_setting
 
-# As the Snakefile reads them: its `configfile:` and its schema.
-WORKFLOW_CONFIG = Path("config/config.yaml")
-SCHEMA = Path("workflow/schemas/config.schema.yaml")
-PROFILE = Path("slurm/config.yaml")
 # The executor plugin's defaults, for when neither the profile nor the cluster says.
 DEFAULT_MAX_ARRAY_SIZE = 1000
 DEFAULT_CONCURRENT = 100
 UNKNOWN = "unknown"
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """Input the plan cannot use; the message says which and why."""
 
 
@@ -326,65 +321,6 @@ def render(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def merge_config(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """`override` over `base` as Snakemake merges a --configfile: mappings key by key,
-    everything else (lists too) replaced whole."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = merge_config(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    import yaml
-
-    if not path.is_file():
-        raise PlanError(f"{what} {path}: no such file")
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise PlanError(f"{what} {path}: not YAML ({str(error).splitlines()[0]})") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise PlanError(f"{what} {path}: not a YAML mapping")
-    return values
-
-
-def load_config(configfiles: Sequence[Path], root: Path) -> dict[str, Any]:
-    """The config the workflow would see from root with these --configfile's: validated,
-    defaults filled in."""
-    from flooding.schema import WorkflowConfigError, validate_workflow_config
-
-    config = read_yaml_mapping(root / WORKFLOW_CONFIG, "workflow config")
-    for path in configfiles:
-        config = merge_config(config, read_yaml_mapping(path, "--configfile"))
-    try:
-        validate_workflow_config(config, root / SCHEMA)
-    except WorkflowConfigError as error:
-        raise PlanError(str(error)) from None
-    return config
-
-
-def load_grid(config: Mapping[str, Any], results: Path) -> Grid:
-    """The grid the workflow would run, with the runtimes it would learn from results/."""
-    try:
-        return learn_runtimes(expand_grid(config), results)
-    except GridError as error:
-        raise PlanError(str(error)) from None
-
-
-def profile_setting(root: Path, name: str, default: int) -> int:
-    """A submitit-* setting of the repository's SLURM profile, or the plugin's default."""
-    path = root / PROFILE
-    if not path.is_file():
-        return default
-    return int(read_yaml_mapping(path, "profile").get(f"submitit-{name}", default))
-
-
 def array_limit(root: Path) -> int:
     """The array size the executor will use: the profile's, capped by the cluster's limits
     where a SLURM answers here (login node)."""
@@ -468,7 +404,7 @@ def main(argv: Sequence[str]) -> int:
             root, "array-parallelism", DEFAULT_CONCURRENT
         )
         max_size = args.max_array_size or array_limit(root)
-    except PlanError as error:
+    except InputError as error:
         print(f"flooding plan: error: {error}", file=sys.stderr)
         return 2
     print(render(make_plan(grid, timings, startup_s, max_size, concurrent)))
