@@ -11,7 +11,14 @@ import pytest
 from test_cluster_limits import fake_command
 
 from flooding.cli import main
-from flooding.efficiency import NOT_RECORDED, account, job_group, summary
+from flooding.efficiency import (
+    NOT_RECORDED,
+    EfficiencyError,
+    account,
+    job_group,
+    summary,
+    write_account,
+)
 from snakemake_executor_plugin_submitit.accounting import (
     LEDGER,
     Submission,
@@ -122,6 +129,10 @@ def test_efficiency_command_writes_the_table(
     assert main(["efficiency", "--folder", str(folder), "--out", str(out)]) == 0
     assert len(pd.read_parquet(out)) == 2
     assert "per dataset / arch:" in capsys.readouterr().out
+    # The workflow's account covers the jobs its own run submitted (here: none).
+    with pytest.raises(EfficiencyError, match="no job was submitted by this run"):
+        write_account(folder, out, since=1.0)
+    assert len(pd.read_parquet(out)) == 2
 
 
 @pytest.mark.parametrize("missing", ["ledger", "sacct", "failing sacct"])

@@ -19,8 +19,9 @@ pack's name) and the table is written, one row per job:
 | gpu_usage | "recorded", or "not recorded" where the cluster's accounting has no gres/gpuutil |
 
 and a summary per rule and per dataset/architecture is printed. The workflow writes the
-account at the end of every run through the submitit executor on SLURM (the Snakefile's
-`onsuccess`); `flooding efficiency` writes it again at any time.
+account of the jobs a run submitted at its end, when it went through the submitit
+executor on SLURM (the Snakefile's `onsuccess` and `onerror`); `flooding efficiency`
+writes it for every job in the ledger.
 """
 
 from __future__ import annotations
@@ -126,15 +127,18 @@ def summary(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_account(folder: Path, out: Path) -> str:
-    """Query sacct for every job in the executor's ledger under `folder`, write the table
-    to `out`, return the summary; EfficiencyError when there is nothing to account."""
+def write_account(folder: Path, out: Path, since: float | None = None) -> str:
+    """Query sacct for the jobs in the executor's ledger under `folder` (those submitted
+    at or after `since`, Unix time, if given), write the table to `out`, return the
+    summary; EfficiencyError when there is nothing to account."""
     ledger = folder / LEDGER
     if not ledger.is_file():
         raise EfficiencyError(
             f"{ledger}: no ledger of submitted jobs (run snakemake --profile slurm first)"
         )
-    submissions = read_ledger(ledger)
+    submissions = [job for job in read_ledger(ledger) if since is None or job.submitted >= since]
+    if not submissions:
+        raise EfficiencyError(f"no job was submitted by this run; {out} is left as it was")
     try:
         usage = job_usage([job.job_id for job in submissions])
     except AccountingError as error:

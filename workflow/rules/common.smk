@@ -1,6 +1,7 @@
 # Load-time work: validate the config (filling in the schema's defaults), expand the grid,
 # and answer Snakemake's per-job questions by looking the run up. The logic is in
 # flooding.grid, where it is unit-tested; nothing here imports torch.
+import time
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -17,6 +18,8 @@ validate_workflow_config(
 
 # Runs with `runtime_auto` ask for what their shape took last time (flooding.learned).
 GRID = learn_runtimes(expand_grid(config), Path("results"))
+# The efficiency account covers the jobs this invocation submits.
+STARTED = time.time()
 
 
 # Only the datasets this grid reads from the data root can be downloaded ("(?!)" matches
@@ -121,6 +124,7 @@ def efficiency_account():
     from flooding.efficiency import EfficiencyError, write_account
 
     try:
-        print(write_account(Path(settings.folder), Path("results/efficiency.parquet")))
+        out = Path("results/efficiency.parquet")
+        print(write_account(Path(settings.folder), out, since=STARTED))
     except EfficiencyError as error:
         print(f"No efficiency account: {error}")
