@@ -22,3 +22,13 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# After a cluster run: the efficiency account of its jobs (none for local runs), also
+# when some failed (what an out-of-memory job used is worth knowing).
+onsuccess:
+    efficiency_account()
+
+
+onerror:
+    efficiency_account()

@@ -12,6 +12,8 @@
 #   SLURM_GPUS       number of fake GPUs on the node (default: 2)
 #   SLURM_CPUS       CPUs the node offers to jobs (default: 8, or more if the machine has
 #                    more); more than the machine has lets sleepy test jobs run side by side
+#   SLURM_MAX_ARRAY_SIZE  the cluster's MaxArraySize (default: 1001); a change restarts
+#                    the daemons, since slurmctld reads it only when it starts
 #   CRED_EXPIRE_S    credential lifetime; SLURM also waits this long before a
 #                    requeued job may start again (default: 10; SLURM's own is 120)
 #   WAIT_S           how long to wait for each daemon (default: 60)
@@ -20,6 +22,7 @@ set -euo pipefail
 PARTITION="${SLURM_PARTITION:-local}"
 GPUS="${SLURM_GPUS:-2}"
 CPUS="${SLURM_CPUS:-8}"
+MAX_ARRAY_SIZE="${SLURM_MAX_ARRAY_SIZE:-1001}"
 CRED_EXPIRE_S="${CRED_EXPIRE_S:-10}"
 WAIT_S="${WAIT_S:-60}"
 CLUSTER=flooding
@@ -175,6 +178,8 @@ SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
+# Sample each job's memory every second (default 30 s): short test jobs get a MaxRSS.
+JobAcctGatherFrequency=task=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
@@ -191,7 +196,7 @@ KillWait=10
 # A tiny cluster can afford to schedule every few seconds (defaults: 60 and 30).
 SchedulerParameters=sched_interval=2,bf_interval=2
 MinJobAge=600
-MaxArraySize=1001
+MaxArraySize=$MAX_ARRAY_SIZE
 SlurmdParameters=config_overrides
 NodeName=$node CPUs=$CPUS RealMemory=$memory Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=$PARTITION Nodes=$node Default=YES MaxTime=INFINITE State=UP

@@ -25,6 +25,8 @@ COMMANDS = {
     "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
     "report": "build the HTML report from the aggregated results",
     "docs": "write the reference pages of docs/ (config keys, outputs, datasets) from the code",
+    "plan": "what a grid will cost on a cluster: jobs, arrays, CPU- and GPU-hours",
+    "efficiency": "what the last cluster run's jobs asked for against what they used (sacct)",
     "reproduce": "retrain a finished run along its recorded float path and compare",
 }
 DATA_ROOT_ENV = "FLOODING_DATA_ROOT"
@@ -319,6 +321,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flooding.reference import main as docs_main
 
         return docs_main(rest)
+    if command == "plan":
+        from flooding.plan import main as plan_main
+
+        return plan_main(rest)
+    if command == "efficiency":
+        from flooding.efficiency import main as efficiency_main
+
+        return efficiency_main(rest)
     error = ConfigError("command", command, ", ".join(COMMANDS))
     print(f"flooding: error: {error}\n\n{_usage()}", file=sys.stderr)
     return 2

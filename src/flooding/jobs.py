@@ -22,6 +22,8 @@ class Resources:
     mem_mb: int
     runtime: int  # minutes
     gpu: int
+    # Ask for what the run's shape took last time instead of `runtime` (flooding.learned).
+    runtime_auto: bool = False
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,9 @@ from submitit.core.utils import FailedJobError, FailedSubmissionError
 from submitit.local.local import LocalExecutor
 from submitit.slurm.slurm import SlurmExecutor
 
+from .accounting import LEDGER, record_submissions
 from .command import JobCommand
+from .limits import ClusterLimits, read_cluster_limits
 from .resources import ResourceError, SlurmRequest, slurm_request
 from .settings import ExecutorSettings
 from .status import (
@@ -105,11 +107,16 @@ class Executor(RemoteExecutor):
     def __post_init__(self) -> None:
         self.settings: ExecutorSettings = self.workflow.executor_settings
         self.settings.check()
-        if self.settings.backend == "slurm" and shutil.which("sbatch") is None:
-            raise WorkflowError(
-                "--submitit-backend slurm: sbatch is not on PATH; run on a SLURM login node "
-                "or use --submitit-backend local"
-            )
+        if self.settings.backend == "slurm":
+            for command, why in (("sbatch", "to submit"), ("sacct", "for the status checks")):
+                if shutil.which(command) is None:
+                    raise WorkflowError(
+                        f"--submitit-backend slurm: {command} is not on PATH ({why}); run on "
+                        "a SLURM login node with accounting, or use --submitit-backend local"
+                    )
+        # Arrays are cut to fit the cluster, whatever the profile says.
+        self.limits = read_cluster_limits() if self.settings.backend == "slurm" else ClusterLimits()
+        self.max_array_size = self.limits.array_size(self.settings.max_array_size)
         # A flat folder that exists before sbatch runs: SLURM does not create the
         # directory of a job's log file, and an array task may start at once.
         self.folder = Path(self.settings.folder).absolute()
@@ -118,6 +125,11 @@ class Executor(RemoteExecutor):
             stamp = time.strftime("%Y%m%dT%H%M%S")
             self.folder = self.folder / f"local-{stamp}-{os.getpid()}"
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.max_array_size < self.settings.max_array_size:
+            self.logger.info(
+                f"Job arrays of at most {self.max_array_size} tasks ({self.limits.describe()}; "
+                f"--submitit-max-array-size {self.settings.max_array_size})."
+            )
         self.status_queries = 0
         # Every submitted job not yet reported, for cancellation: RemoteExecutor's own
         # list is empty while a status check runs.
@@ -133,7 +145,7 @@ class Executor(RemoteExecutor):
         self.cancel_on_sigterm()
         # Validate every job before submitting any, so a bad resource costs no sbatch call.
         requests = [(job.name, self.request(job), job) for job in jobs]
-        for name, request, members in plan_arrays(requests, self.settings.max_array_size):
+        for name, request, members in plan_arrays(requests, self.max_array_size):
             self.submit_array(name, request, members)
 
     def request(self, job: JobExecutorInterface) -> SlurmRequest:
@@ -160,11 +172,18 @@ class Executor(RemoteExecutor):
                 handles = [executor.submit(command) for command in commands]
         except (FailedJobError, FailedSubmissionError, OSError) as error:
             # sbatch refused (a wrong partition, a quota): report these, the others go on.
+            # The limits are named, since a refused array is most often one of them.
+            what = f"an array of {len(jobs)} tasks" if len(jobs) > 1 else "one job"
             for job in jobs:
                 self.report_job_error(
-                    SubmittedJobInfo(job), msg=f"submission of rule {name} failed: {error}\n"
+                    SubmittedJobInfo(job),
+                    msg=f"submission of rule {name} failed: sbatch refused {what} (cluster "
+                    f"limits: {self.limits.describe()}; arrays cut at {self.max_array_size} "
+                    f"tasks): {error}\n",
                 )
             return
+        if self.settings.backend == "slurm":
+            record_submissions(self.folder / LEDGER, name, request, jobs, handles)
         for job, handle in zip(jobs, handles, strict=True):
             info = SubmittedJobInfo(
                 job, external_jobid=handle.job_id, aux={"tracked": Tracked(handle)}

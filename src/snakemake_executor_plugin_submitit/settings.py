@@ -34,8 +34,8 @@ class ExecutorSettings(ExecutorSettingsBase):
     max_array_size: int = field(
         default=1000,
         metadata={
-            "help": "Most jobs in one SLURM job array (one sbatch call); keep it below the "
-            "cluster's MaxArraySize.",
+            "help": "Most jobs in one SLURM job array (one sbatch call); capped at the "
+            "cluster's MaxArraySize and the user's MaxSubmitJobs, read from SLURM.",
         },
     )
     array_parallelism: int = field(

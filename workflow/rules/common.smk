@@ -4,6 +4,7 @@
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -18,6 +19,7 @@ OUTSIDE_VENV = (
 try:
     from flooding.finished import pack_targets
     from flooding.grid import expand_grid
+    from flooding.learned import learn_runtimes
     from flooding.schema import validate_workflow_config
     from flooding.stale_lock import enter
 except ImportError:
@@ -48,7 +50,10 @@ validate_workflow_config(
     config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 )
 
-GRID = expand_grid(config)
+# Runs with `runtime_auto` ask for what their shape took last time (flooding.learned).
+GRID = learn_runtimes(expand_grid(config), Path("results"))
+# The efficiency account covers the jobs this invocation submits.
+STARTED = time.time()
 
 
 # Only the datasets this grid reads from the data root can be downloaded ("(?!)" matches
@@ -151,3 +156,18 @@ def local_cores():
         return workflow.cores
     except WorkflowError:
         return None
+
+
+def efficiency_account():
+    """After a run through the submitit executor on SLURM: what its jobs asked for
+    against what they used, into results/efficiency.parquet (flooding.efficiency)."""
+    settings = workflow.executor_settings
+    if getattr(settings, "backend", None) != "slurm":
+        return
+    from flooding.efficiency import EfficiencyError, write_account
+
+    try:
+        out = Path("results/efficiency.parquet")
+        print(write_account(Path(settings.folder), out, since=STARTED))
+    except EfficiencyError as error:
+        print(f"No efficiency account: {error}")

@@ -1,0 +1,178 @@
+"""The efficiency account of a cluster run: what each job asked for against what it used.
+
+    flooding efficiency [--folder .snakemake/submitit] [--out results/efficiency.parquet]
+
+The executor plugin keeps a ledger of the SLURM jobs it submitted (their rule, outputs and
+request); sacct says what each used (snakemake_executor_plugin_submitit.accounting). Here
+each job is named by its dataset and architecture (from its outputs: a run's folder or a
+pack's name) and the table is written, one row per job:
+
+| column | meaning |
+|---|---|
+| job_id, rule, state | the SLURM job, its rule, its final state |
+| dataset, arch | its dataset label and architecture label (a pack's: its members') |
+| requested_runtime_s, used_runtime_s | the time limit asked for, the time it ran |
+| requested_mem_mb, max_rss_mb | memory asked for (null: the cluster default), peak RSS |
+| cpus, cpu_efficiency | CPUs allocated, CPU time / (used runtime x CPUs) |
+| gpus, gpu_hours | GPUs allocated, GPUs x used runtime in hours |
+| gpu_util, gpu_mem_mb | mean GPU utilisation (%) and peak GPU memory; null where not recorded |
+| gpu_usage | "recorded", or "not recorded" where the cluster's accounting has no gres/gpuutil |
+
+and a summary per rule and per dataset/architecture is printed. The workflow writes the
+account of the jobs a run submitted at its end, when it went through the submitit
+executor on SLURM (the Snakefile's `onsuccess` and `onerror`); `flooding efficiency`
+writes it for every job in the ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from snakemake_executor_plugin_submitit.accounting import (
+    LEDGER,
+    AccountingError,
+    Submission,
+    Usage,
+    job_usage,
+    read_ledger,
+)
+
+DEFAULT_FOLDER = Path(".snakemake/submitit")
+DEFAULT_OUT = Path("results/efficiency.parquet")
+NOT_RECORDED = "not recorded"
+
+
+class EfficiencyError(ValueError):
+    """No account can be made; the message says why."""
+
+
+def job_group(outputs: Sequence[str]) -> tuple[str, str]:
+    """(dataset label, architecture label) of a training job from its outputs:
+    results/runs/<dataset>-noise<p>/<arch>/... or results/packs/<dataset>-noise<p>/<arch>/...;
+    ("", "") for a job of another rule."""
+    for output in outputs:
+        parts = Path(output).parts
+        if len(parts) >= 4 and parts[0] == "results" and parts[1] in ("runs", "packs"):
+            return parts[2].rsplit("-noise", 1)[0], parts[3]
+    return "", ""
+
+
+def account(submissions: Sequence[Submission], usage: Mapping[str, Usage]) -> pd.DataFrame:
+    """One row per submitted job that sacct knows, in submission order."""
+    rows = []
+    for job in submissions:
+        used = usage.get(job.job_id)
+        if used is None:
+            continue
+        dataset, arch = job_group(job.outputs)
+        recorded = used.gpu_util is not None or used.gpu_mem_mb is not None
+        cpu_seconds = used.elapsed_s * used.alloc_cpus
+        rows.append(
+            {
+                "job_id": job.job_id,
+                "rule": job.rule,
+                "state": used.state,
+                "dataset": dataset,
+                "arch": arch,
+                "requested_runtime_s": job.time_min * 60.0,
+                "used_runtime_s": used.elapsed_s,
+                "requested_mem_mb": job.mem_mb,
+                "max_rss_mb": used.max_rss_mb,
+                "cpus": used.alloc_cpus,
+                "cpu_efficiency": used.total_cpu_s / cpu_seconds if cpu_seconds else None,
+                "gpus": job.gpus,
+                "gpu_hours": job.gpus * used.elapsed_s / 3600,
+                "gpu_util": used.gpu_util,
+                "gpu_mem_mb": used.gpu_mem_mb,
+                "gpu_usage": "recorded" if recorded else NOT_RECORDED,
+            }
+        )
+    table = pd.DataFrame(rows)
+    for column in ("requested_mem_mb", "max_rss_mb", "cpu_efficiency", "gpu_util", "gpu_mem_mb"):
+        if column in table:
+            table[column] = table[column].astype("float64")
+    return table
+
+
+def summary(table: pd.DataFrame) -> str:
+    """The account per rule and per dataset/architecture: jobs, hours requested and used,
+    CPU efficiency, peak memory, GPU-hours allocated and (where recorded) used."""
+    lines = []
+    for keys, title in ((["rule"], "per rule"), (["dataset", "arch"], "per dataset / arch")):
+        lines.append(f"{title}:")
+        for key, group in table.groupby(keys, sort=False):
+            name = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+            requested = group["requested_runtime_s"].sum() / 3600
+            used = group["used_runtime_s"].sum() / 3600
+            efficiency = group["cpu_efficiency"].mean()
+            gpu = f"gpu-h {group['gpu_hours'].sum():.2f} allocated"
+            if group["gpus"].sum() == 0:
+                gpu = "no GPU"
+            elif (group["gpu_usage"] == NOT_RECORDED).any():
+                gpu += f", use {NOT_RECORDED}"
+            else:
+                busy = (group["gpu_hours"] * group["gpu_util"] / 100).sum()
+                gpu += f", {busy:.2f} used ({group['gpu_util'].mean():.0f}% util, peak "
+                gpu += f"{group['gpu_mem_mb'].max():.0f} MB)"
+            lines.append(
+                f"  {name or '(other rules)'}: {len(group)} jobs, runtime {used:.2f} h used of "
+                f"{requested:.2f} h requested ({used / requested:.0%}), CPU efficiency "
+                f"{efficiency:.0%}, MaxRSS up to {group['max_rss_mb'].max():.0f} MB, {gpu}"
+            )
+    return "\n".join(lines)
+
+
+def write_account(folder: Path, out: Path, since: float | None = None) -> str:
+    """Query sacct for the jobs in the executor's ledger under `folder` (those submitted
+    at or after `since`, Unix time, if given), write the table to `out`, return the
+    summary; EfficiencyError when there is nothing to account."""
+    ledger = folder / LEDGER
+    if not ledger.is_file():
+        raise EfficiencyError(
+            f"{ledger}: no ledger of submitted jobs (run snakemake --profile slurm first)"
+        )
+    submissions = [job for job in read_ledger(ledger) if since is None or job.submitted >= since]
+    if not submissions:
+        raise EfficiencyError(f"no job was submitted by this run; {out} is left as it was")
+    try:
+        usage = job_usage([job.job_id for job in submissions])
+    except AccountingError as error:
+        raise EfficiencyError(str(error)) from None
+    table = account(submissions, usage)
+    if table.empty:
+        raise EfficiencyError(f"sacct knows none of the {len(submissions)} jobs in {ledger}")
+    from flooding.aggregate import write_parquet
+
+    write_parquet(table, str(out))
+    return f"{out}: {len(table)} jobs\n{summary(table)}"
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flooding efficiency",
+        description="What the SLURM jobs of the last runs asked for against what they "
+        "used (sacct), per job into a table and summed per rule and dataset/arch.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        default=DEFAULT_FOLDER,
+        metavar="DIR",
+        help=f"the executor's submitit-folder (default: {DEFAULT_FOLDER})",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, metavar="FILE", help=f"default: {DEFAULT_OUT}"
+    )
+    args = parser.parse_args(list(argv))
+    try:
+        print(write_account(args.folder, args.out))
+    except EfficiencyError as error:
+        print(f"flooding efficiency: error: {error}", file=sys.stderr)
+        return 2
+    return 0
