@@ -11,7 +11,7 @@ the workflow, which is what the job's own Snakemake does before it starts traini
 
 Results are cached in results/calibration.json; a shape whose dataset is not downloaded
 stays unmeasured, with the reason. A grid whose runs want a device this machine lacks is
-refused before anything is timed (PlanError).
+refused before anything is timed (InputError).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from flooding.data.registry import DATASETS
 from flooding.grid import Grid
 from flooding.jobs import Run
 from flooding.learned import device_of, run_shape
-from flooding.plan import PlanError
 from flooding.timing import Calibration, Shape, Timing, known_timings, write_calibration
+from flooding.workflow_config import InputError
 
 EPOCHS = 3
 BATCHES = 20
@@ -101,7 +101,7 @@ def check_devices(shapes: dict[Shape, Run]) -> None:
 
     if not torch.cuda.is_available():
         runs = sum(1 for shape in shapes if shape.device == "cuda")
-        raise PlanError(
+        raise InputError(
             f"--calibrate: {runs} shape(s) train on cuda and this machine has no CUDA device; "
             "calibrate on a GPU node"
         )

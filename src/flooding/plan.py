@@ -37,10 +37,6 @@ DEFAULT_CONCURRENT = 100
 UNKNOWN = "unknown"
 
 
-class PlanError(InputError):
-    """Input the plan cannot use; the message says which and why."""
-
-
 @dataclass(frozen=True)
 class Job:
     """One job the workflow submits: a pack or a single run, with what it requests."""
@@ -387,7 +383,7 @@ def main(argv: Sequence[str]) -> int:
         for name in ("concurrent", "max_array_size"):
             value = getattr(args, name)
             if value is not None and value < 1:
-                raise PlanError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+                raise InputError(f"--{name.replace('_', '-')} {value}: must be at least 1")
         config = load_config(args.configfile, root)
         grid = load_grid(config, results)
         if args.calibrate:
