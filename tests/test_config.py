@@ -33,6 +33,7 @@ CONTRACT_DEFAULTS = {
     "epochs": 200,
     "batch_size": 200,
     "augment": False,
+    "label_smoothing": 0.0,
     "flood_method": "flood",
     "flood_level": 0.0,
     "seed": 0,

@@ -67,3 +67,35 @@ def test_cli_previous_compares_with_the_kept_summary_then_keeps_this_one(tmp_pat
     old.to_parquet(tmp_path / "old.parquet", index=False)
     assert main([*argv, "--compare", str(tmp_path / "old.parquet")]) == 0
     assert f"{removed} removed" in out.read_text(encoding="utf-8")
+
+
+def test_runs_of_idle_levels_still_count_as_retrained_not_removed():
+    """A level the report leaves out of its answers (one that never flooded) is still run:
+    retrained, its runs count as retrained, never as removed."""
+    _, old = make_results(GRID)
+    level = old[old["flood_level"] > 0].iloc[0]
+    keys = [*changes.stats.SETTING_COLUMNS, "flood_method", "flood_level"]
+    idle = pd.DataFrame([level[keys]])
+    at_level = (old[keys] == level[keys]).all(axis=1)
+    new = old.copy()
+    new.loc[at_level, "config_hash"] = "0" * 16
+    found = changes.changes(old, new, idle)
+    assert found.removed.empty and found.added.empty
+    assert sorted(found.retrained["run_dir"]) == sorted(old.loc[at_level, "run_dir"])
+
+
+def test_the_report_counts_a_retrained_idle_level_as_retrained():
+    """End to end through the report's analysis: the level 0.02 never flooded, so the
+    answers leave it out, yet its retrained runs are counted as retrained."""
+    from flooding.report.analysis import Analysis
+
+    metrics, old = make_results(GRID)
+    never = metrics["run_dir"].isin(old.loc[old["flood_level"] == 0.02, "run_dir"])
+    metrics.loc[never, "flooded_frac"] = 0.0
+    new = old.copy()
+    at_level = new["flood_level"] == 0.02
+    new.loc[at_level, "config_hash"] = "0" * 16
+    analysis = Analysis.of(metrics, new, old)
+    assert not analysis.idle.empty
+    assert analysis.changes.removed.empty
+    assert len(analysis.changes.retrained) == int(at_level.sum())

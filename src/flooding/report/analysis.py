@@ -48,7 +48,6 @@ class Analysis:
         runs = stats.by_method(stats.completed(kept))
         comparison = stats.compare(kept)
         measured = SHARPNESS in kept and kept[SHARPNESS].notna().any()
-        earlier = None if previous is None else stats.without_levels(previous, idle)
         return cls(
             metrics=metrics,
             summary=summary,
@@ -64,7 +63,8 @@ class Analysis:
             refs=reference.references(summary),
             descents=diagnostics.descent_table(metrics, runs),
             sharpness=stats.compare_measure(kept, SHARPNESS) if measured else None,
-            changes=None if earlier is None else changes(earlier, kept),
+            # Every run counts in what changed; idle levels only leave the answers.
+            changes=None if previous is None else changes(previous, summary, idle),
         )
 
     def headline(self) -> list[str]:

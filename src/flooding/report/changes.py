@@ -40,8 +40,10 @@ def _answers(comparison: pd.DataFrame) -> pd.DataFrame:
     return tested[keys].assign(answer=answers)
 
 
-def changes(old: pd.DataFrame, new: pd.DataFrame) -> Changes:
-    """The differences between an earlier summary `old` and this report's `new`."""
+def changes(old: pd.DataFrame, new: pd.DataFrame, idle: pd.DataFrame | None = None) -> Changes:
+    """The differences between an earlier summary `old` and this report's `new`: every
+    run counts as added, removed or retrained; the answers compare without the `idle`
+    levels (diagnostics.idle_levels), as the report's tables do."""
     old_paths, new_paths = set(old["run_dir"]), set(new["run_dir"])
     added = new[~new["run_dir"].isin(old_paths)]
     removed = old[~old["run_dir"].isin(new_paths)]
@@ -54,6 +56,8 @@ def changes(old: pd.DataFrame, new: pd.DataFrame) -> Changes:
         differs |= both[column].astype(str) != both[f"{column}_old"].astype(str)
     retrained = new[new["run_dir"].isin(set(both.loc[differs, "run_dir"]))]
     keys = [*stats.SETTING_COLUMNS, "flood_method", "early_stopping"]
+    if idle is not None:
+        old, new = stats.without_levels(old, idle), stats.without_levels(new, idle)
     before = _answers(stats.compare(old)).rename(columns={"answer": "before"})
     after = _answers(stats.compare(new)).rename(columns={"answer": "after"})
     joined = before.merge(after, on=keys, how="outer")
