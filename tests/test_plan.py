@@ -27,6 +27,7 @@ from flooding.plan import (
     makespan,
     render,
 )
+from flooding.schema import merge_configs
 from flooding.timing import (
     Calibration,
     Shape,
@@ -38,7 +39,6 @@ from flooding.timing import (
     shape_of,
     write_calibration,
 )
-from flooding.workflow_config import merge_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_makespan_starts_the_longest_jobs_first() -> None:
 
 def test_configfiles_merge_as_snakemake_merges_them() -> None:
     base = {"training": {"epochs": 5, "lr": 0.1}, "seeds": [0, 1]}
-    merged = merge_config(base, {"training": {"epochs": 7}, "seeds": [3]})
+    merged = merge_configs(base, {"training": {"epochs": 7}, "seeds": [3]})
     assert merged == {"training": {"epochs": 7, "lr": 0.1}, "seeds": [3]}
     assert base["training"]["epochs"] == 5
 

@@ -85,6 +85,17 @@ def train_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_data_root(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The --data-root option of the commands that load data."""
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path(default_data_root()),
+        metavar="DIR",
+        help=f"folder of downloaded datasets (default: ${DATA_ROOT_ENV} or data)",
+    )
+
+
 def add_runtime_arguments(runtime: argparse._ArgumentGroup) -> None:
     """The options of `train` and `train-pack` that say how runs run."""
     runtime.add_argument(
@@ -97,13 +108,7 @@ def add_runtime_arguments(runtime: argparse._ArgumentGroup) -> None:
         metavar="N",
         help="torch CPU threads; 0 = torch's default (default: 0)",
     )
-    runtime.add_argument(
-        "--data-root",
-        type=Path,
-        default=Path(default_data_root()),
-        metavar="DIR",
-        help=f"folder of downloaded datasets (default: ${DATA_ROOT_ENV} or data)",
-    )
+    add_data_root(runtime)
     runtime.add_argument(
         "--checkpoint-every",
         type=int,
@@ -271,13 +276,7 @@ def reproduce_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="where to retrain it"
     )
-    parser.add_argument(
-        "--data-root",
-        type=Path,
-        default=Path(default_data_root()),
-        metavar="DIR",
-        help=f"folder of downloaded datasets (default: ${DATA_ROOT_ENV} or data)",
-    )
+    add_data_root(parser)
     args = parser.parse_args(list(argv))
     from flooding.data import DatasetMissingError
     from flooding.reproduce import reproduce

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def reproduce(run_dir: Path, out: Path, data_root: Path) -> int:
         bf16=path["bf16"],
         channels_last=path["channels_last"],
     )
-    jobs = [(c, _with_out(runtime, f)) for c, f in zip(configs, folders, strict=True)]
+    jobs = [(c, replace(runtime, out=f)) for c, f in zip(configs, folders, strict=True)]
     print(
         f"reproduce: {len(configs)} run(s) as one stack on {describe_device(device)}; "
         f"the run is member {position}, retrained into {out} (progress: train.log there)",
@@ -113,9 +114,3 @@ def reproduce(run_dir: Path, out: Path, data_root: Path) -> int:
         return 0
     print(f"reproduce: not identical to {run_dir}: {difference}")
     return 1
-
-
-def _with_out(runtime: Runtime, out: Path) -> Runtime:
-    import dataclasses
-
-    return dataclasses.replace(runtime, out=out)

@@ -57,11 +57,12 @@ def stack_free_fields() -> tuple[str, ...]:
     return tuple(f.name for f in axis_fields("flood"))
 
 
-def float_path(jobs: list[tuple[RunConfig, Runtime]], position: int, runtime: Runtime) -> dict:
+def float_path(jobs: list[tuple[RunConfig, Runtime]], position: int) -> dict:
     """What decides the floating-point arithmetic of member `position` of runs trained
     together (run.json's `float_path`): a run is reproducible bit for bit along it only."""
     free = stack_free_fields()
     stack = [{name: getattr(cfg, name) for name in free} for cfg, _ in jobs]
+    runtime = jobs[position][1]
     device = resolve_device(runtime.device)
     return {
         "device": describe_device(device),

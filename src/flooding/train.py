@@ -22,6 +22,7 @@ flooding.evaluation.epoch_row), then the epochs (`fit`), then a run's start and 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import signal
 import sys
@@ -106,9 +107,13 @@ class Single:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x).unsqueeze(0)
 
+    @functools.cached_property
+    def params(self) -> list[torch.Tensor]:
+        """The optimised parameters, listed once rather than every batch."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
     def grad_norms(self) -> torch.Tensor:
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grads = [p.grad for p in params if p.grad is not None]
+        grads = [p.grad for p in self.params if p.grad is not None]
         return torch.nn.utils.get_total_norm(grads).reshape(1)
 
     def hand_back(self) -> None:
@@ -420,7 +425,7 @@ def train_runs(
             if error is not None:
                 print(f"{status}: {error}", file=sys.stderr)
             trained = prepared[m] if m < len(prepared) else None
-            finish(cfg, runtime, trained, status, error, started, float_path(jobs, m, runtime))
+            finish(cfg, runtime, trained, status, error, started, float_path(jobs, m))
 
     try:
         for m, (cfg, runtime) in enumerate(jobs):

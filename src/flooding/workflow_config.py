@@ -8,7 +8,6 @@ runtimes flooding.learned learns from results/; and the SLURM profile's settings
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,6 @@ PROFILE = Path("slurm/config.yaml")
 
 class InputError(ValueError):
     """A config or profile that cannot be read; the message names the file or key."""
-
-
-def merge_config(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """`override` over `base` as Snakemake merges a --configfile: mappings key by key,
-    everything else (lists too) replaced whole."""
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = merge_config(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
@@ -57,11 +44,11 @@ def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
 def load_config(configfiles: Sequence[Path], root: Path) -> dict[str, Any]:
     """The config the workflow would see from root with these --configfile's: validated,
     defaults filled in."""
-    from flooding.schema import WorkflowConfigError, validate_workflow_config
+    from flooding.schema import WorkflowConfigError, merge_configs, validate_workflow_config
 
     config = read_yaml_mapping(root / WORKFLOW_CONFIG, "workflow config")
     for path in configfiles:
-        config = merge_config(config, read_yaml_mapping(path, "--configfile"))
+        config = merge_configs(config, read_yaml_mapping(path, "--configfile"))
     try:
         validate_workflow_config(config, root / SCHEMA)
     except WorkflowConfigError as error:
