@@ -27,8 +27,10 @@ from typing import Any
 
 from flooding.config import ConfigError, RunConfig, regulariser_fields, validate
 from flooding.data.registry import DATASETS, DatasetSpec
-from flooding.jobs import PackSettings, Resources, Run
+from flooding.jobs import PackSettings, Resources, Run, format_number
+from flooding.methods import METHODS
 from flooding.packing import Pack, group_packs
+from flooding.search import Search, SearchPlan
 
 
 class GridError(ValueError):
@@ -45,6 +47,13 @@ class Grid:
     by_path: Mapping[str, Run]
     packs: tuple[Pack, ...] = ()
     packs_by_name: Mapping[str, Pack] = dataclasses.field(default_factory=dict)
+    # Settings whose flood levels are searched (flooding.search): the runs above are their
+    # b = 0 runs and listed levels; the later rounds' runs are decided as the runs finish.
+    searches: tuple[Search, ...] = ()
+
+    @property
+    def searches_by_name(self) -> dict[str, Search]:
+        return {search.name: search for search in self.searches}
 
     @property
     def singles(self) -> list[str]:
@@ -66,12 +75,6 @@ class Grid:
     def downloads(self) -> list[str]:
         """Datasets that some run reads from the data root, each once, in config order."""
         return list(dict.fromkeys(run.download for run in self.runs if run.download))
-
-
-def format_number(value: float) -> str:
-    """Shortest text that reads back as the same float, without a trailing '.0'."""
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def regulariser_segment(cfg: RunConfig) -> str:
@@ -106,6 +109,42 @@ def flood_settings(methods: Sequence[str], levels: Sequence[float]) -> list[tupl
         pairs.append(("flood", 0.0))
     pairs += [(m, float(b)) for m in methods for b in levels if b != 0]
     return pairs
+
+
+@dataclass(frozen=True)
+class FloodBlock:
+    """The `flood` settings of one dataset and architecture entry: methods, and either
+    fixed levels or a search (plan set), whose first round is `levels` when listed."""
+
+    methods: tuple[str, ...]
+    levels: tuple[float, ...]  # the listed levels; empty with levels: auto
+    plan: SearchPlan | None
+
+    @property
+    def static(self) -> list[tuple[str, float]]:
+        """The (method, level) pairs known before any run: with a search, b = 0 and the
+        listed levels (the first round); the search decides the rest."""
+        levels = [0.0, *self.levels] if self.plan else list(self.levels)
+        return flood_settings(self.methods, sorted(set(levels)))
+
+
+def _flood_block(where: str, *layers: Mapping[str, Any] | None) -> FloodBlock:
+    flood = _layered(*layers)
+    methods, levels, search = flood["methods"], flood["levels"], flood.get("search")
+    if levels == "auto" and search is False:
+        raise GridError(f"{where}.flood: levels: auto needs a search, but search is false")
+    if levels == "auto" or isinstance(search, Mapping):
+        plan = SearchPlan(**(search or {}))
+        levelless = [m for m in methods if not METHODS[m].takes_level]
+        if levelless:
+            raise GridError(
+                f"{where}.flood.levels: a search for b, but {', '.join(levelless)} "
+                "takes no flood level; search another entry's levels, or list them"
+            )
+    else:
+        plan = None
+    listed = () if levels == "auto" else tuple(float(b) for b in levels)
+    return FloodBlock(tuple(methods), listed, plan)
 
 
 def _layered(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -169,13 +208,9 @@ def _dataset_runs(
     if unknown:
         raise GridError(f"{where}.archs: {unknown} not among archs {list(archs)}")
     regularisers = _regularisers(where, spec, dataset.get("regularisers"), config)
-    own_flood = dataset.get("flood") or {}
-    floods = flood_settings(
-        _inherit(own_flood.get("methods"), config["flood"]["methods"]),
-        _inherit(own_flood.get("levels"), config["flood"]["levels"]),
-    )
     for noise, arch_label in itertools.product(dataset["label_noise"], arch_labels):
         arch = archs[arch_label]
+        floods = flood_blocks(where, config, arch, dataset).static
         training = _layered(config["training"], arch.get("training"), dataset.get("training"))
         resources = Resources(
             **_layered(config["resources"], arch.get("resources"), dataset.get("resources"))
@@ -196,6 +231,44 @@ def _dataset_runs(
             }
             cfg = RunConfig.from_dict({**training, **axes})
             yield Run(run_path(cfg, label, arch_label), cfg, resources, pack)
+
+
+def flood_blocks(
+    where: str, config: Mapping[str, Any], arch: Mapping[str, Any], dataset: Mapping[str, Any]
+) -> FloodBlock:
+    """The flood settings of a dataset entry with one of its architectures: global <
+    architecture entry < dataset entry, as training settings are layered."""
+    return _flood_block(where, config["flood"], arch.get("flood"), dataset.get("flood"))
+
+
+def _searches(
+    config: Mapping[str, Any], runs: Sequence[Run], source: Mapping[str, int]
+) -> tuple[Search, ...]:
+    """One search per setting whose entry searches b, from its b = 0 runs (one a seed)."""
+    archs = _archs_by_label(config)
+    baselines: dict[str, list[Run]] = {}
+    blocks: dict[str, FloodBlock] = {}
+    for run in runs:
+        if run.config.flood_level != 0:
+            continue
+        index = source[run.path]
+        dataset = config["datasets"][index]
+        name, arch_label = "/".join(run.path.split("/")[:3]), run.path.split("/")[1]
+        block = flood_blocks(_where("datasets", index, dataset), config, archs[arch_label], dataset)
+        if block.plan is not None:
+            baselines.setdefault(name, []).append(run)
+            blocks[name] = block
+    return tuple(
+        Search(
+            name,
+            blocks[name].methods,
+            tuple(base),
+            tuple(b for b in blocks[name].levels if b != 0),
+            blocks[name].plan,
+            DATASETS[base[0].config.dataset].num_classes,
+        )
+        for name, base in baselines.items()
+    )
 
 
 def expand_grid(config: Mapping[str, Any]) -> Grid:
@@ -222,4 +295,5 @@ def expand_grid(config: Mapping[str, Any]) -> Grid:
             by_path[run.path], source[run.path] = run, index
     runs = tuple(by_path.values())
     packs = group_packs(runs)
-    return Grid(runs, by_path, packs, {pack.name: pack for pack in packs})
+    searches = _searches(config, runs, source)
+    return Grid(runs, by_path, packs, {pack.name: pack for pack in packs}, searches)

@@ -54,6 +54,12 @@ class Run:
         return self.config.dataset if DATASETS[self.config.dataset].downloadable else None
 
 
+def format_number(value: float) -> str:
+    """Shortest text that reads back as the same float, without a trailing '.0'."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
 def train_arguments(cfg: RunConfig) -> list[str]:
     """One `--field-name value` pair per field; booleans as `--name` / `--no-name`."""
     args: list[str] = []

@@ -18,6 +18,9 @@ class FloodMethod:
     # True: the flood applies to each sample's loss, and the flooded fraction counts
     # samples; False: to the mini-batch mean, and it counts mini-batches.
     per_sample: bool
+    # Whether the method floods at a level b (flood_level): the grid's levels, and the
+    # search for b, apply to it.
+    takes_level: bool = True
 
 
 METHODS = {

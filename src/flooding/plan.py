@@ -177,6 +177,10 @@ class Plan:
     max_array_size: int
     shapes: dict[Shape, tuple[int, Timing | None]]  # runs of each shape, and its timing
     startup_s: float | None
+    # Searches for b: how many, and the most runs their later rounds can add (not above:
+    # what they train is decided as the runs finish).
+    searches: int = 0
+    most_searched_runs: int = 0
 
     @property
     def total(self) -> Line:
@@ -246,6 +250,8 @@ def make_plan(
         max_array_size=max_array_size,
         shapes=shapes,
         startup_s=startup_s,
+        searches=len(grid.searches),
+        most_searched_runs=sum(search.most_later_runs for search in grid.searches),
     )
 
 
@@ -310,6 +316,13 @@ def render(plan: Plan) -> str:
         else f"{plan.startup_s:.1f} s a job (calibration)"
     )
     out += [f"job start-up: {startup}", ""]
+    if plan.searches:
+        out += [
+            f"searches for b: {plan.searches} settings; the runs above are their b = 0 runs "
+            "(and listed first rounds); their later rounds, decided as runs finish, add at "
+            f"most {plan.most_searched_runs:,} runs (docs/search.md)",
+            "",
+        ]
     out.append(
         f"jobs {total.jobs}, arrays {total.arrays}, gpu-hours {hours_text(total.requested.gpu)}, "
         f"cpu-hours {hours_text(total.requested.cpu)}"

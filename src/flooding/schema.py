@@ -25,6 +25,7 @@ from flooding.archs import describe_archs
 from flooding.config import RunConfig, axis_fields, pack_axes, regulariser_fields
 from flooding.data.registry import DATASETS
 from flooding.methods import METHODS, describe_methods
+from flooding.search import SearchPlan
 from flooding.validation import field_type
 
 # RunConfig fields that the grid sets (axes of the grid); all others are training settings.
@@ -113,6 +114,14 @@ def workflow_schema(path: str | Path) -> dict[str, Any]:
     schema["properties"]["regularisers"] = regularisers_schema(overrides=False)
     defs["dataset"]["properties"]["regularisers"] = regularisers_schema(overrides=True)
     defs["dataset"]["properties"]["name"]["enum"] = sorted(DATASETS)
+    defs["flood_search"]["properties"] = {
+        f.name: {
+            **f.metadata["check"].schema(),
+            "description": _sentence(f.metadata["help"].capitalize()),
+            "default": f.default,
+        }
+        for f in dataclasses.fields(SearchPlan)
+    }
     defs["flood_methods"]["items"] = {"enum": list(METHODS)}
     defs["flood_methods"]["description"] = _sentence("Flood methods: " + describe_methods())
     defs["arch"]["properties"]["name"]["description"] = _sentence(describe_archs())

@@ -10,12 +10,5 @@ rule aggregate:
     log:
         "results/logs/aggregate.log",
     localrule: True
-    params:
-        runs=run_dirs(),
     run:
-        from flooding.aggregate import aggregate_runs
-
-        configs, cores = grid_configs(), local_cores()
-        # output: metrics, then summary
-        account = aggregate_runs(params.runs, *output, configs, cores)
-        Path(log[0]).write_text(account + "\n")
+        aggregate(output.metrics, output.summary, log[0])

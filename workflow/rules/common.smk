@@ -5,6 +5,7 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -20,6 +21,8 @@ try:
     from flooding.finished import pack_targets
     from flooding.grid import expand_grid
     from flooding.learned import learn_runtimes
+    from flooding.packing import group_packs
+    from flooding.search import SEARCH_FOLDER, read_decision, walk
     from flooding.schema import validate_workflow_config
     from flooding.stale_lock import enter
 except ImportError:
@@ -67,18 +70,132 @@ def final_outputs():
 
 
 def run_outputs():
-    """What the aggregation waits for: the files of each single run, and of each pack its
-    marker (its members' files are not outputs of the pack job: Snakemake would delete
-    the finished members' files before rerunning a pack whose members changed), or its
-    members' files when they are all finished already, so that no job trains nothing."""
-    targets = expand(
-        "results/runs/{run}/{file}",
-        run=GRID.singles,
-        file=("metrics.parquet", "run.json"),
-    )
-    for pack in GRID.packs:
+    """What the aggregation waits for: the files of every run of the grid (run_targets),
+    and of each search its table of rounds, written once its last decision is."""
+    return run_targets(GRID.runs) + search_tables()
+
+
+def search_outputs(wildcards):
+    """A search's decisions up to the one that ended it, and the runs of each round: each
+    decision is a checkpoint, so this is evaluated again as they are written. One search
+    each, so that the searches' rounds run side by side."""
+    search = GRID.searches_by_name[wildcards.search]
+    targets = []
+    round_ = search.first_decided_round
+    while True:
+        decision = checkpoints.search_round.get(
+            search=search.name, round=round_
+        ).output[0]
+        targets.append(decision)
+        runs = search.runs(read_decision(decision).levels)
+        if not runs:
+            return targets
+        targets += run_targets(remember(runs))
+        round_ += 1
+
+
+def run_targets(runs):
+    """The files that say these runs are done: of a single run its own files, of a pack
+    its marker (its members' files are not outputs of the pack job: Snakemake would
+    delete the finished members' files before rerunning a pack whose members changed),
+    or its members' files when they are all finished already, so that no job trains
+    nothing."""
+    targets, packs = [], {}
+    for run in runs:
+        pack = pack_of(run.path)
+        if pack is None:
+            targets += [
+                f"results/runs/{run.path}/{f}" for f in ("metrics.parquet", "run.json")
+            ]
+        else:
+            packs[pack.name] = pack
+    for pack in packs.values():
         targets += pack_targets(pack, f"results/packs/{pack.name}.done")
     return targets
+
+
+# Runs and packs of the searches' rounds, by path and name, as their decisions are read.
+SEARCHED_RUNS = {}
+SEARCHED_PACKS = {}
+PACK_OF = {run.path: pack for pack in GRID.packs for run in pack.runs}
+
+
+def remember(runs):
+    """Record a round's runs and packs, so that their jobs can be looked up by name."""
+    packs = group_packs(runs)
+    SEARCHED_RUNS.update((run.path, run) for run in runs)
+    SEARCHED_PACKS.update((pack.name, pack) for pack in packs)
+    PACK_OF.update((run.path, pack) for pack in packs for run in pack.runs)
+    return runs
+
+
+def read_decided_rounds():
+    """Remember the runs of every decision file there is: a job of a searched round, run
+    by a Snakemake process of its own (on a cluster node), finds its run or pack there.
+    """
+    for search in GRID.searches:
+        for path in sorted(Path(SEARCH_FOLDER, search.name).glob("round*.json")):
+            remember(search.runs(read_decision(path).levels))
+
+
+def pack_of(path):
+    return PACK_OF.get(path)
+
+
+def lookup_run(path):
+    run = GRID.by_path.get(path) or SEARCHED_RUNS.get(path)
+    if run is None:
+        read_decided_rounds()
+        run = SEARCHED_RUNS[path]
+    return run
+
+
+def lookup_pack(name):
+    pack = GRID.packs_by_name.get(name) or SEARCHED_PACKS.get(name)
+    if pack is None:
+        read_decided_rounds()
+        pack = SEARCHED_PACKS[name]
+    return pack
+
+
+def searched_runs():
+    """The runs of every round of each finished search (their decisions all written)."""
+    runs = []
+    for search in GRID.searches:
+        for decision in walk(search, Path(SEARCH_FOLDER, search.name)):
+            runs += search.runs(decision.levels)
+    return runs
+
+
+def search_round_input(wildcards):
+    """A round's decision reads the runs of every round before it: the grid's own runs
+    of the setting (b = 0, and listed levels) for the first, then the previous round's
+    runs and decision."""
+    search = GRID.searches_by_name[wildcards.search]
+    round_ = int(wildcards.round)
+    if round_ == search.first_decided_round:
+        prefix = f"{search.name}/"
+        return run_targets([run for run in GRID.runs if run.path.startswith(prefix)])
+    previous = checkpoints.search_round.get(
+        search=search.name, round=round_ - 1
+    ).output[0]
+    runs = remember(search.runs(read_decision(previous).levels))
+    return [previous, *run_targets(runs)]
+
+
+def search_settings(wildcards):
+    """What a search's decisions are made with: a change of plan, methods or seeds (not
+    of the runs' own settings, which retrain the runs) decides again."""
+    search = GRID.searches_by_name[wildcards.search]
+    return {
+        "plan": asdict(search.plan),
+        "methods": search.methods,
+        "seeds": search.seeds,
+    }
+
+
+def search_tables():
+    return [f"{SEARCH_FOLDER}/{search.name}/rounds.parquet" for search in GRID.searches]
 
 
 def report_title():
@@ -88,7 +205,10 @@ def report_title():
 
 
 def run_dirs():
-    return [f"results/runs/{path}" for path in GRID.paths]
+    """Every run's folder: the grid's, then the searches' (read in the aggregation's job,
+    once every decision is written)."""
+    paths = GRID.paths + [run.path for run in searched_runs()]
+    return [f"results/runs/{path}" for path in paths]
 
 
 def download_marker(dataset):
@@ -100,28 +220,28 @@ def download_root(wildcards, output):
 
 
 def train_input(wildcards):
-    dataset = GRID.by_path[wildcards.run].download
+    dataset = lookup_run(wildcards.run).download
     return [download_marker(dataset)] if dataset else []
 
 
 def pack_input(wildcards):
-    dataset = GRID.packs_by_name[wildcards.pack].download
+    dataset = lookup_pack(wildcards.pack).download
     return [download_marker(dataset)] if dataset else []
 
 
 def pack_spec(wildcards):
-    return GRID.packs_by_name[wildcards.pack].spec
+    return lookup_pack(wildcards.pack).spec
 
 
 def pack_resource(name):
     def per_pack(wildcards):
-        return getattr(GRID.packs_by_name[wildcards.pack].resources, name)
+        return getattr(lookup_pack(wildcards.pack).resources, name)
 
     return per_pack
 
 
 def train_options(wildcards):
-    return GRID.by_path[wildcards.run].options
+    return lookup_run(wildcards.run).options
 
 
 def data_root_option(wildcards, input):
@@ -138,14 +258,51 @@ def train_resource(name):
         return getattr(shared, name)
 
     def per_run(wildcards):
-        return getattr(GRID.by_path[wildcards.run].resources, name)
+        return getattr(lookup_run(wildcards.run).resources, name)
 
     return per_run
 
 
+def decide(name, round_, output, log):
+    """The search_round job: decide the round, write its file and a line a method."""
+    from flooding.search import decide_round
+
+    search, folder = GRID.searches_by_name[name], Path(output).parent
+    decision = decide_round(search, round_, Path("results/runs"), folder)
+    Path(log).write_text(f"{decision.describe()}\n")
+
+
+def search_rounds(name, output, log):
+    """The search_rounds job: one finished search's table of rounds."""
+    from flooding.search import write_rounds
+
+    search = GRID.searches_by_name[name]
+    folder = Path(SEARCH_FOLDER, search.name)
+    Path(log).write_text(f"{write_rounds(search, folder, Path(output))}\n")
+
+
+def search_table(output, log):
+    """The search_table job: every search's rounds as one table."""
+    from flooding.search import write_search_table
+
+    parts = [Path(path) for path in search_tables()]
+    Path(log).write_text(f"{write_search_table(parts, Path(output))}\n")
+
+
+def aggregate(metrics, summary, log):
+    """The aggregate job: every run into the two tables."""
+    from flooding.aggregate import aggregate_runs
+
+    account = aggregate_runs(
+        run_dirs(), metrics, summary, grid_configs(), local_cores()
+    )
+    Path(log).write_text(f"{account}\n")
+
+
 def grid_configs():
     """Each run's config by folder, so aggregation can name a run whose run.json is damaged."""
-    return {f"results/runs/{run.path}": run.config.to_dict() for run in GRID.runs}
+    runs = [*GRID.runs, *searched_runs()]
+    return {f"results/runs/{run.path}": run.config.to_dict() for run in runs}
 
 
 def local_cores():

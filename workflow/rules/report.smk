@@ -6,6 +6,7 @@ rule report:
     input:
         metrics="results/metrics.parquet",
         summary="results/summary.parquet",
+        search="results/search.parquet",
     output:
         page=report(
             "reports/report.html",
@@ -22,4 +23,5 @@ rule report:
         title=report_title(),
     shell:
         "flooding report --metrics {input.metrics} --summary {input.summary}"
-        " --out {output.page} {params.title} --previous {output.previous} > {log} 2>&1"
+        " --search {input.search} --out {output.page} {params.title}"
+        " --previous {output.previous} > {log} 2>&1"

@@ -4,7 +4,8 @@ Built from the two aggregated Parquet tables only, so a copy of `results/` is en
 rebuild it anywhere:
 
     flooding report --metrics results/metrics.parquet --summary results/summary.parquet \\
-        --out reports/report.html [--compare OLD_SUMMARY | --previous KEPT_SUMMARY]
+        --out reports/report.html [--compare OLD_SUMMARY | --previous KEPT_SUMMARY] \\
+        [--search results/search.parquet]
 
 `--compare` adds what changed since an earlier summary. `--previous` does the same with the
 summary kept by the last report (when there is one), then keeps this summary there for the
@@ -41,15 +42,19 @@ def build_report(
     title: str = DEFAULT_TITLE,
     built_at: datetime | None = None,
     previous: pd.DataFrame | None = None,
+    search: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report for these tables to `out` (folders created) and return `out`.
 
-    `previous`, an earlier summary, adds a section on what changed since.
+    `previous`, an earlier summary, adds a section on what changed since; `search`, the
+    workflow's results/search.parquet, the rounds of each search for b.
     """
     built_at = built_at or datetime.now(timezone.utc)
     summary = with_every_setting(summary)  # metrics: read by run_dir, no settings needed
     previous = None if previous is None else with_every_setting(previous)
-    page = render(metrics, summary, title, built_at, previous)
+    if search is not None:
+        search = with_every_setting(search)
+    page = render(metrics, summary, title, built_at, previous, search)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
@@ -97,12 +102,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEPT_SUMMARY",
         help="compare with this file if it exists, then replace it with --summary",
     )
+    parser.add_argument(
+        "--search",
+        type=Path,
+        metavar="SEARCH_TABLE",
+        help="results/search.parquet: the rounds of each search for b (when b was searched)",
+    )
     args = parser.parse_args(argv)
     metrics = read_metrics(args.metrics)
     summary = pd.read_parquet(args.summary)
     old = args.compare or args.previous
     previous = pd.read_parquet(old) if old and (args.compare or old.exists()) else None
-    out = build_report(metrics, summary, args.out, title=args.title, previous=previous)
+    search = pd.read_parquet(args.search) if args.search else None
+    out = build_report(
+        metrics, summary, args.out, title=args.title, previous=previous, search=search
+    )
     if args.previous:
         # After the report is written: a failed report keeps the older summary to compare.
         args.previous.parent.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from flooding.metrics import SHARPNESS_RADIUS
-from flooding.report import combinations, diagnostics, findings, reference, stats
+from flooding.report import combinations, diagnostics, findings, reference, searched, stats
 from flooding.report.changes import Changes, changes
+from flooding.search import TABLE_COLUMNS as SEARCH_COLUMNS
 
 # The summary column of the engine's flatness measure (flooding.flatness), when recorded.
 SHARPNESS = "sharpness"
@@ -34,11 +35,20 @@ class Analysis:
     unfinished: pd.DataFrame  # diagnostics.unfinished_training()
     refs: pd.DataFrame  # reference.references()
     descents: pd.DataFrame  # diagnostics.descent_table()
+    search: pd.DataFrame  # the workflow's search table (flooding.search), empty without one
+    predictions: pd.DataFrame  # searched.predictions(): predicted b against validated b
     sharpness: pd.DataFrame | None  # stats.compare_measure() where measured
     changes: Changes | None
 
     @classmethod
-    def of(cls, metrics: pd.DataFrame, summary: pd.DataFrame, previous: pd.DataFrame | None):
+    def of(
+        cls,
+        metrics: pd.DataFrame,
+        summary: pd.DataFrame,
+        previous: pd.DataFrame | None,
+        search: pd.DataFrame | None = None,
+    ):
+        search = pd.DataFrame(columns=list(SEARCH_COLUMNS)) if search is None else search
         idle = diagnostics.idle_levels(metrics, summary)
         kept = stats.without_levels(summary, idle)
         chosen = pd.concat(
@@ -48,6 +58,7 @@ class Analysis:
         runs = stats.by_method(stats.completed(kept))
         comparison = stats.compare(kept)
         measured = SHARPNESS in kept and kept[SHARPNESS].notna().any()
+        refs = reference.references(summary)
         return cls(
             metrics=metrics,
             summary=summary,
@@ -58,10 +69,12 @@ class Analysis:
             chosen=chosen,
             trend=stats.level_trend(chosen),
             runs=runs,
-            edges=diagnostics.edge_of_grid(runs, chosen),
+            edges=searched.without_searched_edges(diagnostics.edge_of_grid(runs, chosen), search),
             unfinished=diagnostics.unfinished_training(summary),
-            refs=reference.references(summary),
+            refs=refs,
             descents=diagnostics.descent_table(metrics, runs),
+            search=search,
+            predictions=searched.predictions(metrics, runs, refs, search),
             sharpness=stats.compare_measure(kept, SHARPNESS) if measured else None,
             # Every run counts in what changed; idle levels only leave the answers.
             changes=None if previous is None else changes(previous, summary, idle),

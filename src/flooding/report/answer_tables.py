@@ -341,3 +341,83 @@ def idle_table(idle: pd.DataFrame, summary: pd.DataFrame) -> Table:
                 )
             )
     return Table(head, body)
+
+
+def search_table(search: pd.DataFrame, summary: pd.DataFrame) -> Table:
+    """RQ2: each search's rounds, the levels each tried with their mean final validation
+    accuracy over seeds, the b it chose and why it stopped."""
+    head = [
+        cells(
+            *ROW_KEYS,
+            "levels tried by round: b (mean val. acc. %)",
+            "best b (0 included)",
+            "stopped",
+        )
+    ]
+    body: list[Row] = []
+    keys = [*SETTING_COLUMNS, "flood_method"]
+    for key, block in search.groupby(keys, sort=True, dropna=False):
+        r = pd.Series(dict(zip(keys, key, strict=True)))
+        rounds = []
+        for round_, levels in block.sort_values("flood_level").groupby("round", sort=True):
+            tried = ", ".join(
+                f"{b:g} ({100 * acc:.1f})"
+                for b, acc in zip(levels["flood_level"], levels["mean_val_acc"], strict=True)
+            )
+            rounds.append(f"{round_}: {tried}")
+        last = block.iloc[0]
+        hard = last["stop_reason"] == "upper end"
+        body.append(
+            cells(
+                value(r["dataset"]),
+                value(r["arch"]),
+                Cell(
+                    describe(r, _grid_varying(summary, r["dataset"], r["arch"])) or "the only one",
+                    css="setting",
+                ),
+                value(r["flood_method"]),
+                " · ".join(rounds),
+                f"{last['chosen_level']:g}",
+                Cell(last["stop_reason"] or "running", css="warn" if hard else ""),
+            )
+        )
+    return Table(head, body)
+
+
+def prediction_table(predictions: pd.DataFrame, summary: pd.DataFrame) -> Table:
+    """RQ2: b predicted from the b = 0 runs and the reference loss beside the validated b,
+    each with the mean final test accuracy of the tried level nearest to it."""
+    head = [
+        cells(
+            *ROW_KEYS,
+            "predicted b (nearest tried): test %",
+            "reference loss (nearest tried): test %",
+            "validated b: test %",
+            "levels from",
+        )
+    ]
+    body: list[Row] = []
+
+    def scored(level: float, tried: float, test: float) -> str:
+        if math.isnan(level):
+            return "unknown"
+        near = "" if math.isclose(level, tried) else f" ({tried:g})"
+        return f"{level:.3g}{near}: {100 * test:.2f}"
+
+    for _, r in predictions.iterrows():
+        body.append(
+            cells(
+                value(r["dataset"]),
+                value(r["arch"]),
+                Cell(
+                    describe(r, _grid_varying(summary, r["dataset"], r["arch"])) or "the only one",
+                    css="setting",
+                ),
+                value(r["flood_method"]),
+                scored(r["predicted_level"], r["predicted_tried"], r["predicted_test"]),
+                scored(r["reference_level"], r["reference_tried"], r["reference_test"]),
+                f"{r['validated_level']:g}: {100 * r['validated_test']:.2f}",
+                "search" if r["searched"] else "the config's list",
+            )
+        )
+    return Table(head, body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flooding.report import answer_tables, claims, diagnostics, plots, reference, stats
+from flooding.report import answer_tables, claims, diagnostics, plots, reference, searched, stats
 from flooding.report.analysis import SHARPNESS_MEANING, Analysis
 from flooding.report.parts import Part, Section, figure
 from flooding.report.settings import describe, plural
@@ -52,7 +52,48 @@ def levels(a: Analysis) -> Section:
         )
     )
     table = answer_tables.chosen_level_table(a.chosen, a.refs)
-    return Section("rq2", "RQ2", title, [Part(paragraphs=intro, tables=[table], figures=figures)])
+    parts = [Part(paragraphs=intro, tables=[table], figures=figures)]
+    return Section("rq2", "RQ2", title, [*parts, *_search_parts(a)])
+
+
+def _search_parts(a: Analysis) -> list[Part]:
+    """The searches' rounds, and b predicted without a search against the validated b."""
+    parts = []
+    if not a.search.empty:
+        parts.append(
+            Part(
+                "The search for b",
+                anchor="search",
+                paragraphs=[
+                    "Where the config says levels: auto (or gives a search), the workflow "
+                    "chose the levels round by round (docs/search.md): round 0 is b = 0, "
+                    "round 1 spreads from the predicted b below up to the untrained loss, "
+                    "and each later round refines around the level with the best mean final "
+                    "validation accuracy over seeds. A search that stopped at the upper end "
+                    "(its best level the highest tried, the untrained loss just above) is "
+                    "the one edge left to warn of; the other stops are its rules ending."
+                ],
+                tables=[answer_tables.search_table(a.search, a.summary)],
+            )
+        )
+    if not a.predictions.empty:
+        parts.append(
+            Part(
+                "Can b be predicted without a search?",
+                anchor="predicted",
+                paragraphs=[
+                    "From the b = 0 runs alone, b is predicted as their mean training loss at "
+                    "the epoch of their best validation accuracy (where ordinary training "
+                    "stopped gaining), kept below the untrained loss; the reference loss of "
+                    "the label noise is the paper-style alternative. Each is scored by the "
+                    "mean final test accuracy of the tried level nearest to it, against the "
+                    "validated b's.",
+                    *searched.prediction_sentences(a.predictions),
+                ],
+                tables=[answer_tables.prediction_table(a.predictions, a.summary)],
+            )
+        )
+    return parts
 
 
 def _tracking(a: Analysis) -> list[str]:

@@ -73,9 +73,11 @@ def render(
     title: str,
     built_at: datetime,
     previous: pd.DataFrame | None = None,
+    search: pd.DataFrame | None = None,
 ) -> str:
-    """The page for these tables; `previous`, an earlier summary, adds what changed."""
-    analysis = Analysis.of(metrics, summary, previous)
+    """The page for these tables; `previous`, an earlier summary, adds what changed;
+    `search`, the workflow's search table, the rounds of each search for b."""
+    analysis = Analysis.of(metrics, summary, previous, search)
     shown = [
         dataclasses.replace(
             section,

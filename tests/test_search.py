@@ -1,0 +1,295 @@
+"""The search for b: its round rule on synthetic validation curves, its bounds, and how a
+config asks for it (flooding.search, flooding.grid)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_workflow import shipped_grid
+
+from flooding import search as S
+from flooding.grid import GridError, expand_grid
+from flooding.methods import METHODS, FloodMethod
+from flooding.metrics import METRICS_FILE, RUN_FILE
+from flooding.schema import WorkflowConfigError, validate_workflow_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def filled(config: dict) -> dict:
+    config = copy.deepcopy(config)
+    validate_workflow_config(config, SCHEMA)
+    return config
+
+
+def gaussians(flood: dict, seeds=(0, 1), **entry) -> dict:
+    return {
+        "datasets": [{"name": "gaussians", "label_noise": [0.1], **entry}],
+        "flood": flood,
+        "seeds": list(seeds),
+    }
+
+
+# The round rule on curves: level -> mean validation accuracy, b = 0 included.
+
+
+def test_a_peak_inside_is_bracketed_by_the_midpoints_to_its_neighbours() -> None:
+    curve = {0.0: 0.80, 0.1: 0.82, 0.2: 0.85, 0.3: 0.83, 0.4: 0.81}
+    refinement = S.refine(curve, upper=0.69, tolerance=0.01)
+    assert refinement.best == 0.2
+    assert refinement.levels == [0.15, 0.25]
+    assert not refinement.at_upper_end
+
+
+def test_a_peak_at_the_top_edge_steps_beyond_it_but_stays_below_the_upper_end() -> None:
+    curve = {0.0: 0.80, 0.1: 0.82, 0.2: 0.85}
+    assert S.refine(curve, upper=0.69, tolerance=0.01).levels == [0.15, 0.3]
+    # Close under the upper end the step is cut to halfway there.
+    curve = {0.0: 0.80, 0.3: 0.82, 0.6: 0.85}
+    assert S.refine(curve, upper=0.69, tolerance=0.01).levels == [0.45, 0.645]
+
+
+def test_a_peak_at_the_upper_end_is_a_hard_bound_with_nothing_above_it() -> None:
+    curve = {0.0: 0.80, 0.5: 0.82, 0.68: 0.85}
+    refinement = S.refine(curve, upper=0.69, tolerance=0.01)
+    assert refinement.at_upper_end
+    assert refinement.levels == [0.59]  # the side below is still refined
+
+
+def test_b_zero_best_refines_towards_zero_only_from_above() -> None:
+    curve = {0.0: 0.85, 0.2: 0.82, 0.4: 0.80}
+    refinement = S.refine(curve, upper=0.69, tolerance=0.01)
+    assert (refinement.best, refinement.levels) == (0.0, [0.1])
+
+
+def test_ties_go_to_the_smallest_level_so_a_flat_curve_refines_next_to_zero() -> None:
+    flat = {0.0: 0.8, 0.2: 0.8, 0.4: 0.8}
+    assert S.refine(flat, upper=0.69, tolerance=0.01) == S.Refinement(0.0, [0.1], False)
+    tie = {0.0: 0.7, 0.2: 0.8, 0.4: 0.8}
+    assert S.choose_best(tie) == 0.2
+    assert S.choose_best({0.0: math.nan, 0.3: 0.5}) == 0.3
+
+
+def test_no_level_closer_than_the_tolerance_to_one_tried() -> None:
+    curve = {0.0: 0.80, 0.1: 0.82, 0.115: 0.85, 0.13: 0.83}
+    assert S.refine(curve, upper=0.69, tolerance=0.02).levels == []
+    assert S.refine(curve, upper=0.69, tolerance=0.01).levels == [0.1075, 0.1225]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_level_is_ever_at_or_above_the_upper_end(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    upper = rng.uniform(0.05, 2.5)
+    lower = rng.uniform(0, upper)
+    levels = S.first_levels(lower, upper, rng.randint(1, 9))
+    assert levels and all(0 < b < upper for b in levels)
+    curve = {0.0: 0.5, **{b: rng.random() for b in levels}}
+    for _ in range(4):
+        new = S.refine(curve, upper, rng.choice([0.001, 0.01])).levels
+        assert all(0 < b < upper for b in new)
+        assert not set(new) & set(curve)
+        curve |= {b: rng.random() for b in new}
+
+
+def test_the_first_round_spreads_from_the_lower_end_and_never_reaches_the_upper() -> None:
+    assert S.first_levels(0.2, 0.7, 5) == [0.2, 0.3, 0.4, 0.5, 0.6]
+    # A lower end of 0 is the b = 0 run itself: the round has one level fewer.
+    assert S.first_levels(0.0, 0.5, 5) == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_the_upper_end_is_ln_c_or_the_runs_loss_before_training_if_lower() -> None:
+    assert S.untrained_loss(10, [3.0, 3.2]) == pytest.approx(math.log(10))
+    assert S.untrained_loss(2, [0.60, 0.64]) == pytest.approx(0.62)
+    assert S.untrained_loss(2, [math.nan]) == pytest.approx(math.log(2))
+    assert S.predicted_level([0.30, 0.40], upper=0.69) == 0.35
+    assert S.predicted_level([0.9, 1.0], upper=0.69) == 0.69
+    with pytest.raises(S.SearchError):
+        S.predicted_level([math.nan], upper=0.69)
+
+
+def test_paired_means_leave_a_seed_out_of_every_level_where_one_run_failed() -> None:
+    means = S.paired_means({0.0: {0: 0.8, 1: 0.6}, 0.1: {0: 0.9, 1: math.nan}})
+    assert means == {0.0: 0.8, 0.1: 0.9}
+
+
+# Decisions: which method goes on, and why each stops.
+
+
+def search_of(methods=("flood",), **plan) -> S.Search:
+    """A search of two seeds on the Gaussians (levels: auto) with this plan."""
+    flood = {"methods": list(methods), "levels": "auto", "search": plan}
+    (search,) = expand_grid(filled(gaussians(flood))).searches
+    return search
+
+
+def accuracies(curve: dict[float, float], seeds=(0, 1)) -> dict[float, dict[int, float]]:
+    return {b: dict.fromkeys(seeds, acc) for b, acc in curve.items()}
+
+
+def test_round_one_of_levels_auto_comes_from_the_bounds_alone() -> None:
+    search = search_of(initial=4)
+    decision = S.decide(search, 1, {"flood": accuracies({0.0: 0.8})}, None, 0.3, 0.7)
+    assert decision.levels == {"flood": [0.3, 0.4, 0.5, 0.6]}
+    assert decision.best == {} and decision.stopped == {}
+
+
+def test_a_method_stops_when_a_round_leaves_its_best_where_it_was() -> None:
+    search = search_of(initial=4)
+    first = S.decide(
+        search, 2, {"flood": accuracies({0.0: 0.8, 0.3: 0.9, 0.5: 0.85})}, None, 0.3, 0.7
+    )
+    assert first.levels == {"flood": [0.15, 0.4]} and first.best == {"flood": 0.3}
+    curve = {0.0: 0.8, 0.15: 0.82, 0.3: 0.9, 0.4: 0.86, 0.5: 0.85}
+    second = S.decide(search, 3, {"flood": accuracies(curve)}, first, 0.3, 0.7)
+    assert second.stopped == {"flood": S.UNCHANGED} and second.done
+    # A moved best goes on.
+    moved = S.decide(search, 3, {"flood": accuracies({**curve, 0.4: 0.95})}, first, 0.3, 0.7)
+    assert moved.levels == {"flood": [0.35, 0.45]}
+
+
+def test_a_method_stops_after_its_rounds_and_at_the_tolerance() -> None:
+    search = search_of(rounds=1)
+    curve = {0.0: 0.8, 0.2: 0.9, 0.4: 0.85}
+    assert search.last_round == 2
+    going = S.decide(search, 2, {"flood": accuracies(curve)}, None, 0.2, 0.7)
+    assert going.levels == {"flood": [0.1, 0.3]}
+    ended = S.decide(search, 3, {"flood": accuracies({**curve, 0.3: 0.95})}, going, 0.2, 0.7)
+    assert ended.stopped == {"flood": S.ROUNDS}
+    tight = search_of(tolerance=0.5)
+    assert S.decide(tight, 2, {"flood": accuracies(curve)}, None, 0.2, 0.7).stopped == {
+        "flood": S.TOLERANCE
+    }
+
+
+def test_methods_search_apart_and_a_stopped_one_stays_stopped() -> None:
+    search = search_of(methods=("flood", "iflood"))
+    at_top = {0.0: 0.8, 0.3: 0.85, 0.68: 0.9}
+    inside = {0.0: 0.8, 0.3: 0.9, 0.68: 0.85}
+    runs = {"flood": accuracies(at_top), "iflood": accuracies(inside)}
+    first = S.decide(search, 2, runs, None, 0.3, 0.69)
+    assert first.stopped == {"flood": S.UPPER_END}
+    assert first.levels == {"flood": [], "iflood": [0.15, 0.49]}
+    second = S.decide(search, 3, runs, first, 0.3, 0.69)
+    assert second.stopped == {"flood": S.UPPER_END, "iflood": S.UNCHANGED}
+
+
+def test_a_decision_reads_back_as_written() -> None:
+    decision = S.Decision(
+        2, {"flood": [0.15]}, {}, {"flood": 0.2}, {"flood": [(0.0, 0.8)]}, 0.1, 0.69, [0]
+    )
+    assert S.Decision.from_json(decision.to_json()) == decision
+    assert "adds 0.15" in decision.describe()
+
+
+# The decision from real run folders: the files a run writes.
+
+
+def write_run(folder: Path, losses: list[float], val: list[float], status="completed") -> None:
+    folder.mkdir(parents=True)
+    epochs = range(len(losses))
+    pd.DataFrame({"epoch": epochs, "train_loss": losses, "val_acc": val}).to_parquet(
+        folder / METRICS_FILE
+    )
+    (folder / RUN_FILE).write_text(json.dumps({"status": status}))
+
+
+def test_decide_round_reads_the_runs_and_writes_its_decision(tmp_path: Path) -> None:
+    search = search_of(initial=2)
+    runs = tmp_path / "runs"
+    # Epoch 0 (before training) then 3 epochs; best validation at epoch 2.
+    write_run(runs / search.baselines[0].path, [0.66, 0.5, 0.3, 0.1], [0.5, 0.7, 0.8, 0.75])
+    write_run(runs / search.baselines[1].path, [0.70, 0.5, 0.5, 0.1], [0.5, 0.7, 0.9, 0.75])
+    decision = S.decide_round(search, 1, runs, tmp_path / "search")
+    assert decision.upper == pytest.approx(0.68)  # the runs' mean start, below ln 2
+    assert decision.lower == 0.4  # the mean training loss at the best epoch
+    assert decision.levels == {"flood": [0.4, 0.54]}
+    assert S.read_decision(tmp_path / "search" / "round1.json") == decision
+    assert decision.tried == {"flood": [(0.0, 0.75)]}
+
+
+def test_run_measures_of_a_failed_run_are_missing(tmp_path: Path) -> None:
+    write_run(tmp_path / "r", [0.7, 0.5], [0.5, 0.6], status="failed")
+    assert all(math.isnan(x) for x in S.run_measures(tmp_path / "r"))
+    assert all(math.isnan(x) for x in S.run_measures(tmp_path / "missing"))
+
+
+# How a config asks for a search.
+
+
+def test_levels_auto_runs_b_zero_first_and_leaves_the_rest_to_the_search() -> None:
+    grid = expand_grid(filled(gaussians({"levels": "auto"})))
+    assert [r.config.flood_level for r in grid.runs] == [0.0, 0.0]
+    (search,) = grid.searches
+    assert search.name == "gaussians-noise0.1/mlp/wd0-aug0"
+    assert search.plan == S.SearchPlan()  # levels: auto alone takes the documented defaults
+    assert search.seeds == [0, 1] and search.first_decided_round == 1
+    runs = search.runs({"flood": [0.25]})
+    assert [r.path for r in runs] == [
+        "gaussians-noise0.1/mlp/wd0-aug0/flood0.25/seed0",
+        "gaussians-noise0.1/mlp/wd0-aug0/flood0.25/seed1",
+    ]
+    assert runs[0].config == search.baselines[0].config.__class__.from_dict(
+        {**search.baselines[0].config.to_dict(), "flood_level": 0.25}
+    )
+
+
+def test_a_listed_first_round_is_part_of_the_grid_and_the_search_refines_from_it() -> None:
+    grid = expand_grid(filled(gaussians({"levels": [0.1, 0.3], "search": {"rounds": 2}})))
+    assert sorted({r.config.flood_level for r in grid.runs}) == [0.0, 0.1, 0.3]
+    (search,) = grid.searches
+    assert search.listed == (0.1, 0.3) and search.first_decided_round == 2
+    assert search.plan == S.SearchPlan(rounds=2)
+
+
+def test_a_search_is_per_dataset_or_architecture_like_any_key() -> None:
+    config = gaussians({"levels": [0.0, 0.1]})
+    config["archs"] = [
+        {"name": "mlp", "flood": {"levels": "auto"}},
+        {"name": "mlp", "label": "wide"},
+    ]
+    grid = expand_grid(filled(config))
+    assert [s.name for s in grid.searches] == ["gaussians-noise0.1/mlp/wd0-aug0"]
+    assert {r.path.split("/")[3] for r in grid.runs if "wide" in r.path} == {"flood0", "flood0.1"}
+    # A dataset's fixed list with search: false wins over a global search.
+    config = gaussians({"levels": "auto"})
+    config["datasets"][0]["flood"] = {"levels": [0.0, 0.2], "search": False}
+    assert expand_grid(filled(config)).searches == ()
+
+
+def test_the_default_and_paper_configs_expand() -> None:
+    assert shipped_grid("config").searches
+    assert shipped_grid("paper").searches == ()
+
+
+@pytest.mark.parametrize(
+    ("flood", "key"),
+    [
+        ({"levels": "auto", "search": {"initial": 0}}, "flood.search.initial"),
+        ({"levels": "auto", "search": {"rounds": -1}}, "flood.search.rounds"),
+        ({"levels": "auto", "search": {"tolerance": 0}}, "flood.search.tolerance"),
+        ({"levels": "all"}, "flood.levels"),
+        ({"levels": [0.1], "search": {"steps": 3}}, "flood.search"),
+    ],
+)
+def test_bad_search_settings_name_their_key(flood: dict, key: str) -> None:
+    with pytest.raises(WorkflowConfigError, match=f"config key {key}:"):
+        filled(gaussians(flood))
+
+
+def test_levels_auto_for_a_method_without_a_level_names_the_key(monkeypatch) -> None:
+    monkeypatch.setitem(
+        METHODS, "levelless", FloodMethod("levelless", "test", True, takes_level=False)
+    )
+    config = gaussians({"methods": ["flood"], "levels": "auto"})
+    config["datasets"][0]["flood"] = {"methods": ["flood", "levelless"]}
+    # The schema's list of methods is read from the registry, so it takes the test's.
+    with pytest.raises(GridError, match=r"datasets\[0\] \(gaussians\)\.flood\.levels: .*levelless"):
+        expand_grid(filled(config))
