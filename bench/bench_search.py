@@ -107,6 +107,11 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float)
     parser.add_argument("--seeds", type=int, help="first N seeds of the config (default all)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep the runs here (default: a temporary folder); a rerun reuses finished runs",
+    )
     args = parser.parse_args()
     given = {k: getattr(args, k) for k in ("initial", "rounds", "tolerance")}
     plan = None
@@ -115,7 +120,8 @@ def main() -> None:
     todo = searches(plan, args.seeds)
 
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
-        root, folder = Path(tmp) / "runs", Path(tmp) / "search"
+        work = args.work or Path(tmp)
+        root, folder = work / "runs", Path(tmp) / "search"
         # Round 0: the b = 0 runs, every search's and the dense grid's.
         train_all([list(s.baselines) for s in todo], root, pool)
         searched = {s.name: list(s.baselines) for s in todo}

@@ -62,6 +62,14 @@ def test_a_peak_at_the_upper_end_is_a_hard_bound_with_nothing_above_it() -> None
     assert refinement.levels == [0.59]  # the side below is still refined
 
 
+def test_a_peak_at_the_lowest_level_steps_below_it_but_stays_above_zero() -> None:
+    curve = {0.0: 0.80, 0.5: 0.85, 0.55: 0.83, 0.6: 0.82}
+    assert S.refine(curve, upper=0.69, tolerance=0.01).levels == [0.45, 0.525]
+    # Far from its upper neighbour the step is cut to halfway to 0.
+    curve = {0.0: 0.80, 0.2: 0.85, 0.6: 0.82}
+    assert S.refine(curve, upper=0.69, tolerance=0.01).levels == [0.1, 0.4]
+
+
 def test_b_zero_best_refines_towards_zero_only_from_above() -> None:
     curve = {0.0: 0.85, 0.2: 0.82, 0.4: 0.80}
     refinement = S.refine(curve, upper=0.69, tolerance=0.01)
@@ -293,3 +301,31 @@ def test_levels_auto_for_a_method_without_a_level_names_the_key(monkeypatch) -> 
     # The schema's list of methods is read from the registry, so it takes the test's.
     with pytest.raises(GridError, match=r"datasets\[0\] \(gaussians\)\.flood\.levels: .*levelless"):
         expand_grid(filled(config))
+
+
+def test_idle_levels_are_flagged_on_real_runs(tmp_path: Path) -> None:
+    """Runs trained to show both flags: b = 0.0001 is never reached in three epochs (the
+    flood never engages), b = 0.9 is above ln 2, the loss of a model that knows nothing."""
+    from flooding.aggregate import aggregate_runs
+    from flooding.config import RunConfig
+    from flooding.report import read_metrics, with_every_setting
+    from flooding.report.analysis import Analysis
+    from flooding.report.diagnostics import AT_UNTRAINED_LOSS, NEVER_ENGAGED
+    from flooding.runtime import Runtime
+    from flooding.train import run
+
+    small = {"dataset": "gaussians", "train_size": 100, "test_size": 100, "epochs": 3}
+    small |= {"mlp_depth": 1, "mlp_width": 16, "batch_size": 20, "lr": 0.05}
+    folders = []
+    for level in (0.0, 0.0001, 0.3, 0.9):
+        folder = tmp_path / "runs" / f"b{level}"
+        cfg = RunConfig.from_dict({**small, "flood_level": level})
+        assert run(cfg, Runtime(out=folder, device="cpu", threads=1)) == 0
+        folders.append(str(folder))
+    tables = tmp_path / "metrics.parquet", tmp_path / "summary.parquet"
+    aggregate_runs(folders, *map(str, tables), {}, None)
+    metrics = read_metrics(tables[0])
+    summary = with_every_setting(pd.read_parquet(tables[1]))
+    idle = Analysis.of(metrics, summary, None).idle.set_index("flood_level")
+    assert idle["reason"].to_dict() == {0.0001: NEVER_ENGAGED, 0.9: AT_UNTRAINED_LOSS}
+    assert idle.loc[0.9, "untrained_loss"] <= math.log(2)

@@ -12,9 +12,10 @@ every flood method of it, over all seeds:
   step if lower: a level there pushes the loss up from the start);
 - each later round refines, per method, around the level with the best mean final
   validation accuracy over seeds: the midpoints towards its neighbours, and a step past
-  it when it is the highest level tried (up to the untrained loss). A method stops at
-  `rounds` refinements, when no new level is further than `tolerance` from those tried,
-  or when a round did not move its best level.
+  it when it is the highest level tried (up to the untrained loss), or below it when it
+  is the lowest level b > 0. A method stops at `rounds` refinements, when the best
+  level's neighbours are within `tolerance` of it, or when a round did not move its best
+  level.
 
 Every decision is a small JSON file, results/search/<setting>/round<r>.json, written by
 the workflow's checkpoint once the previous round's runs have finished; the runs
@@ -69,7 +70,7 @@ class SearchPlan:
     )
     tolerance: float = _plan_key(
         0.01,
-        "no new level closer than this to a level already tried",
+        "stop refining where the best level's neighbours are this close to it",
         Range(exclusive_minimum=0),
     )
 
@@ -221,15 +222,24 @@ def choose_best(curve: Mapping[float, float]) -> float:
 
 def refine(curve: Mapping[float, float], upper: float, tolerance: float) -> Refinement:
     """New levels around the best of `curve` (level -> mean validation accuracy, b = 0
-    included): the midpoint towards each neighbour further than `tolerance` away and,
-    when the best is the highest level, one step past it (the last step again, at most
-    halfway to `upper`), if that is further than `tolerance` from both."""
+    included): the midpoint towards each neighbour further than `tolerance` away; when
+    the best is the highest level, one step past it (the last gap again, at most halfway
+    to `upper`), and when it is the lowest level b > 0, one step below it (at most
+    halfway to 0), each step only if longer than `tolerance`."""
     levels = sorted(curve)
     best = choose_best(curve)
     i = levels.index(best)
     new = []
-    if i > 0 and best - levels[i - 1] > tolerance:
-        new.append((levels[i - 1] + best) / 2)
+    if i > 0:
+        if levels[i - 1] == 0 and i + 1 < len(levels):
+            # The lowest level b > 0: one step below it, as past the highest one (the gap
+            # to its upper neighbour again, at most halfway to b = 0).
+            below = max(best - (levels[i + 1] - best), best / 2)
+            split = best - below
+        else:
+            below, split = (levels[i - 1] + best) / 2, best - levels[i - 1]
+        if split > tolerance:
+            new.append(below)
     if i + 1 < len(levels):
         if levels[i + 1] - best > tolerance:
             new.append((best + levels[i + 1]) / 2)

@@ -30,6 +30,7 @@ import pandas as pd
 
 from flooding.data.registry import DATASETS
 from flooding.report.stats import SETTING_COLUMNS, completed, validated_levels
+from flooding.search import untrained_loss
 
 TURN = 0.05
 NEVER_ENGAGED = "never engaged"
@@ -201,7 +202,7 @@ def idle_levels(metrics: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     engaged = flooded["run_dir"].map(recorded)  # NaN: nothing recorded, no evidence either way
     start = metrics.loc[metrics["epoch"] == 0, ["run_dir", "train_loss"]]
     base = done[done["flood_level"] == 0].merge(start, on="run_dir")
-    untrained = base.groupby(list(SETTING_COLUMNS), dropna=False)["train_loss"].mean()
+    starts = base.groupby(list(SETTING_COLUMNS), dropna=False)["train_loss"].agg(list)
     levels = (
         flooded.assign(engaged=engaged)
         .groupby(keys, dropna=False, as_index=False)
@@ -211,10 +212,12 @@ def idle_levels(metrics: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     for record in levels.to_dict("records"):
         setting = tuple(record[c] for c in SETTING_COLUMNS)
         spec = DATASETS.get(str(record["dataset"]))
-        bounds = [np.log(spec.num_classes)] if spec is not None else []
-        if setting in untrained.index and not np.isnan(untrained[setting]):
-            bounds.append(float(untrained[setting]))
-        ceiling = min(bounds) if bounds else np.nan
+        losses = starts[setting] if setting in starts.index else []
+        # The search's upper end, for a dataset of the registry; else the runs' start.
+        if spec is not None:
+            ceiling = untrained_loss(spec.num_classes, losses)
+        else:
+            ceiling = float(np.nanmean(losses)) if losses else np.nan
         if record["peak"] == 0:
             reason = NEVER_ENGAGED
         elif record["flood_level"] >= ceiling:
