@@ -21,6 +21,8 @@ from flooding.validation import field_type
 COMMANDS = {
     "train": "train one run and write metrics.parquet and run.json to --out",
     "train-pack": "train several runs in one process (a pack), each into its own folder",
+    "train-aux": "train one auxiliary fold model of an adaflood run; write its held-out losses",
+    "gather-aux": "gather the auxiliary folds' held-out losses into one file (adaflood)",
     "download": "fetch a torchvision dataset into a data root (needs internet)",
     "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
     "report": "build the HTML report from the aggregated results",
@@ -82,6 +84,12 @@ def train_parser() -> argparse.ArgumentParser:
         "--config", type=Path, metavar="FILE", help="YAML file of RunConfig fields (name: value)"
     )
     add_runtime_arguments(runtime)
+    runtime.add_argument(
+        "--aux-losses",
+        type=Path,
+        metavar="FILE",
+        help="adaflood: the gathered held-out losses of the run's setting (gather-aux)",
+    )
     return parser
 
 
@@ -204,6 +212,7 @@ def runtime_from(args: argparse.Namespace, out: Path) -> Any:
         bf16=args.bf16,
         channels_last=args.channels_last,
         record_failure=args.record_failure,
+        aux_losses=getattr(args, "aux_losses", None),
     )
 
 
@@ -223,6 +232,48 @@ def train_main(argv: Sequence[str]) -> int:
     except (ConfigError, DatasetMissingError) as exc:
         print(f"flooding train: error: {exc}", file=sys.stderr)
         return 2
+
+
+def aux_main(argv: Sequence[str]) -> int:
+    """`flooding train-aux`: the options of `flooding train` (the adaflood run's config)
+    and --fold K; exit codes as `flooding train`'s."""
+    fold_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    fold_parser.add_argument("--fold", type=int)
+    known, rest = fold_parser.parse_known_args(list(argv))
+    if "-h" in rest or "--help" in rest:
+        print("flooding train-aux --fold K [flooding train options]: " + COMMANDS["train-aux"])
+    try:
+        cfg, runtime = parse_train_args(rest)
+        if known.fold is None:
+            raise ConfigError("fold", None, "--fold K, the fold held out (0 to folds - 1)")
+    except ConfigError as exc:
+        print(f"flooding train-aux: error: {exc}", file=sys.stderr)
+        return 2
+    from flooding.auxiliary import run_fold
+    from flooding.data import DatasetMissingError
+
+    try:
+        return run_fold(cfg, known.fold, runtime)
+    except (ConfigError, DatasetMissingError) as exc:
+        print(f"flooding train-aux: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def gather_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flooding gather-aux", description=COMMANDS["gather-aux"], allow_abbrev=False
+    )
+    parser.add_argument("folds", type=Path, nargs="+", help="each fold's losses.parquet")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="gathered file")
+    args = parser.parse_args(list(argv))
+    from flooding.adaflood import gather, write_losses
+
+    try:
+        write_losses(args.out, gather(args.folds))
+    except ConfigError as exc:
+        print(f"flooding gather-aux: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def pack_main(argv: Sequence[str]) -> int:
@@ -304,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(rest)
     if command == "train-pack":
         return pack_main(rest)
+    if command == "train-aux":
+        return aux_main(rest)
+    if command == "gather-aux":
+        return gather_main(rest)
     if command == "reproduce":
         return reproduce_main(rest)
     if command == "download":

@@ -25,9 +25,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flooding.adaflood import aux_setting
 from flooding.config import ConfigError, RunConfig, regulariser_fields, validate
 from flooding.data.registry import DATASETS, DatasetSpec
-from flooding.jobs import PackSettings, Resources, Run
+from flooding.jobs import AuxSetting, PackSettings, Resources, Run
+from flooding.methods import METHODS
 from flooding.packing import Pack, group_packs
 
 
@@ -63,6 +65,16 @@ class Grid:
         return distinct.pop() if len(distinct) == 1 else None
 
     @property
+    def aux(self) -> dict[str, AuxSetting]:
+        """The auxiliary models of the adaflood runs, by their folder under results/aux/:
+        one setting for all gammas of a setting and seed."""
+        settings: dict[str, AuxSetting] = {}
+        for run in self.runs:
+            if run.aux is not None and run.aux not in settings:
+                settings[run.aux] = AuxSetting(run.aux, aux_setting(run.config), run.resources)
+        return settings
+
+    @property
     def downloads(self) -> list[str]:
         """Datasets that some run reads from the data root, each once, in config order."""
         return list(dict.fromkeys(run.download for run in self.runs if run.download))
@@ -87,25 +99,58 @@ def regulariser_segment(cfg: RunConfig) -> str:
 
 
 def run_path(cfg: RunConfig, dataset_label: str, arch_label: str) -> str:
-    """e.g. spiral-noise0.2/mlp/wd0.0005-aug0/flood0.05/seed1 (unique within a grid)."""
+    """e.g. spiral-noise0.2/mlp/wd0.0005-aug0/flood0.05/seed1 (unique within a grid); the
+    flood part names the value the method varies (adaflood0.5: gamma)."""
+    varied = getattr(cfg, METHODS[cfg.flood_method].varies)
     return "/".join(
         (
             f"{dataset_label}-noise{format_number(cfg.label_noise)}",
             arch_label,
             regulariser_segment(cfg),
-            f"{cfg.flood_method}{format_number(cfg.flood_level)}",
+            f"{cfg.flood_method}{format_number(varied)}",
             f"seed{cfg.seed}",
         )
     )
 
 
-def flood_settings(methods: Sequence[str], levels: Sequence[float]) -> list[tuple[str, float]]:
-    """(method, level) pairs; level 0 is the same run for every method, so it appears once."""
+def aux_path(cfg: RunConfig, dataset_label: str, arch_label: str) -> str:
+    """The folder (under results/aux/) of an adaflood run's auxiliary models, named by what
+    they depend on and nothing else (not gamma): e.g. gaussians-noise0.2/mlp/wd0-aug0/
+    seed0-folds2. Their other settings reach their jobs as params, the rerun triggers."""
+    return "/".join(
+        (
+            f"{dataset_label}-noise{format_number(cfg.label_noise)}",
+            arch_label,
+            regulariser_segment(cfg),
+            f"seed{cfg.seed}-folds{cfg.adaflood_folds}",
+        )
+    )
+
+
+def flood_settings(
+    methods: Sequence[str], levels: Sequence[float], gammas: Sequence[float] = (0.5,)
+) -> list[tuple[str, float]]:
+    """(method, value) pairs; level 0 is the same run for every method, so it appears once.
+    The value is what the method varies: b, or gamma for adaflood (from `gammas`)."""
     pairs: list[tuple[str, float]] = []
     if any(level == 0 for level in levels):
         pairs.append(("flood", 0.0))
-    pairs += [(m, float(b)) for m in methods for b in levels if b != 0]
+    for m in methods:
+        if METHODS[m].takes_level:
+            pairs += [(m, float(b)) for b in levels if b != 0]
+        else:
+            pairs += [(m, float(g)) for g in gammas]
     return pairs
+
+
+def method_config(values: Mapping[str, Any], method: str, value: float) -> RunConfig:
+    """The config of a run of `method` varying `value`: the fields of other methods at
+    their defaults, so that settings of one method never retrain another's runs."""
+    others = {name for m in METHODS.values() if m.name != method for name in m.fields} - set(
+        METHODS[method].fields
+    )
+    kept = {k: v for k, v in values.items() if k not in others}
+    return RunConfig.from_dict({**kept, "flood_method": method, METHODS[method].varies: value})
 
 
 def _layered(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -173,6 +218,7 @@ def _dataset_runs(
     floods = flood_settings(
         _inherit(own_flood.get("methods"), config["flood"]["methods"]),
         _inherit(own_flood.get("levels"), config["flood"]["levels"]),
+        _inherit(own_flood.get("gammas"), config["flood"].get("gammas", [0.5])),
     )
     for noise, arch_label in itertools.product(dataset["label_noise"], arch_labels):
         arch = archs[arch_label]
@@ -182,7 +228,7 @@ def _dataset_runs(
         )
         packing = _layered(config["pack"], arch.get("pack"), dataset.get("pack"))
         pack = PackSettings(tuple(packing["by"]), packing["max_runs"])
-        for *values, (method, level), seed in itertools.product(
+        for *values, (method, varied), seed in itertools.product(
             *regularisers.values(), floods, config["seeds"]
         ):
             axes = {
@@ -190,12 +236,11 @@ def _dataset_runs(
                 "label_noise": float(noise),
                 "arch": arch["name"],
                 **dict(zip(regularisers, values, strict=True)),
-                "flood_method": method,
-                "flood_level": level,
                 "seed": seed,
             }
-            cfg = RunConfig.from_dict({**training, **axes})
-            yield Run(run_path(cfg, label, arch_label), cfg, resources, pack)
+            cfg = method_config({**training, **axes}, method, varied)
+            aux = aux_path(cfg, label, arch_label) if METHODS[method].auxiliary else None
+            yield Run(run_path(cfg, label, arch_label), cfg, resources, pack, aux)
 
 
 def expand_grid(config: Mapping[str, Any]) -> Grid:

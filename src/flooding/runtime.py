@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from flooding.config import ConfigError, RunConfig, axis_fields
+from flooding.config import ConfigError, RunConfig, pack_axes
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class Runtime:
     bf16: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # channels-last images and convolutions, CUDA only
     record_failure: bool = False  # on an unexpected error, write status "failed", exit 0
+    # adaflood: the training split's held-out auxiliary losses (flooding.adaflood). Their
+    # values follow from the run's config, which is why the path is no part of the hash.
+    aux_losses: Path | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,8 +56,9 @@ def set_threads(runtime: Runtime) -> None:
 
 
 def stack_free_fields() -> tuple[str, ...]:
-    """The fields in which the members of one stacked model may differ: the flood axes."""
-    return tuple(f.name for f in axis_fields("flood"))
+    """The fields in which the members of one stacked model may differ: the flood axes and
+    the fields a method alone reads (none of them touches data, batches or weights)."""
+    return pack_axes()["flood"]
 
 
 def float_path(jobs: list[tuple[RunConfig, Runtime]], position: int) -> dict:
