@@ -26,6 +26,7 @@ from flooding.config import RunConfig
 from flooding.metrics import atomic_write
 from flooding.report.page import render
 from flooding.report.plots import CURVE_METRICS
+from flooding.report.stats import as_levels
 
 DEFAULT_TITLE = "Flooding benchmark report"
 # The metric columns the report reads; the rest of metrics.parquet is never loaded.
@@ -47,8 +48,9 @@ def build_report(
     `previous`, an earlier summary, adds a section on what changed since.
     """
     built_at = built_at or datetime.now(timezone.utc)
-    summary = with_every_setting(summary)  # metrics: read by run_dir, no settings needed
-    previous = None if previous is None else with_every_setting(previous)
+    # metrics: read by run_dir, no settings needed
+    summary = as_levels(with_every_setting(summary))
+    previous = None if previous is None else as_levels(with_every_setting(previous))
     page = render(metrics, summary, title, built_at, previous)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
