@@ -155,3 +155,50 @@ def test_gather_orders_by_index_and_read_checks_the_labels(tmp_path):
         read_aux_losses(tmp_path / "all.parquet", Data())
     with pytest.raises(ConfigError, match="aux_losses"):
         gather([tmp_path / "f0.parquet"])  # a fold missing
+
+
+def grid_of(**training):
+    from test_workflow_config import filled
+
+    from flooding.grid import expand_grid
+
+    return expand_grid(
+        filled(
+            {
+                "datasets": [{"name": "gaussians", "label_noise": [0.2]}],
+                "training": {"train_size": 100, "epochs": 2, **training},
+                "flood": {
+                    "methods": ["flood", "iflood", "adaflood"],
+                    "levels": [0.0, 0.1],
+                    "gammas": [0.3, 0.6],
+                },
+            }
+        )
+    )
+
+
+def test_the_grid_gives_all_gammas_of_a_setting_one_set_of_auxiliary_models():
+    grid = grid_of()
+    assert list(grid.aux) == ["gaussians-noise0.2/mlp/wd0-aug0/seed0-folds2"]
+    (aux,) = grid.aux.values()
+    # Its job's options, the rerun triggers, carry the default gamma whatever the runs'.
+    assert aux.folds == [0, 1] and "--adaflood-gamma 0.5 " in aux.options
+    ada = {r.path: r for r in grid.runs if r.config.flood_method == "adaflood"}
+    assert sorted(ada) == [
+        "gaussians-noise0.2/mlp/wd0-aug0/adaflood0.3/seed0",
+        "gaussians-noise0.2/mlp/wd0-aug0/adaflood0.6/seed0",
+    ]
+    assert {r.aux_losses for r in ada.values()} == {f"results/aux/{aux.path}/losses.parquet"}
+    assert all(r.aux is None for r in grid.runs if r.config.flood_method != "adaflood")
+
+
+def test_adaflood_settings_leave_the_other_methods_runs_as_they_were():
+    before, after = grid_of(), grid_of(adaflood_aux_epochs=1, adaflood_beta=0.2)
+    others = [r.path for r in before.runs if r.config.flood_method != "adaflood"]
+    assert len(others) == 3
+    for path in others:
+        assert before.by_path[path].options == after.by_path[path].options
+    (aux_before,), (aux_after,) = before.aux.values(), after.aux.values()
+    assert aux_before.options != aux_after.options  # the auxiliary epochs: retrained
+    gammas = [r for r in after.runs if r.config.flood_method == "adaflood"]
+    assert {r.config.adaflood_beta for r in gammas} == {0.2}
