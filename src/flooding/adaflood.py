@@ -161,3 +161,25 @@ def read_aux_losses(path: Path | None, data: DataBundle) -> torch.Tensor:
     ):
         raise ConfigError("aux_losses", str(path), wanted + ", in the order of its labels")
     return torch.tensor(frame["loss"].to_numpy(), dtype=torch.float32, device=data.y_train.device)
+
+
+def aux_table(settings: dict[str, RunConfig], out: Path) -> str:
+    """The gathered losses of every auxiliary setting (folder under results/aux/ -> its
+    config) in one table for the report, each row with its setting's dataset, label noise,
+    architecture and seed; an empty table (the same columns) when there are none. Returns
+    a line for the log."""
+    import pandas as pd
+
+    keys = ("dataset", "label_noise", "arch", "seed")
+    frames = [
+        pd.read_parquet(Path("results/aux", path, LOSSES_FILE)).assign(
+            aux=path, **{k: getattr(cfg, k) for k in keys}
+        )
+        for path, cfg in settings.items()
+    ]
+    columns = ["aux", *keys, *COLUMNS]
+    table = (
+        pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    )
+    write_losses(out, table)
+    return f"{len(settings)} auxiliary settings, {len(table)} samples\n"

@@ -40,3 +40,19 @@ rule gather_aux:
         "../../envs/flooding.yaml"
     shell:
         "flooding gather-aux {input} --out {output} > {log} 2>&1"
+
+
+# Every setting's held-out losses in one table, for the report's figure of AdaFlood's
+# levels (empty where the grid has no adaflood run).
+rule aux_table:
+    input:
+        aux_gathered(),
+    output:
+        "results/aux_losses.parquet",
+    log:
+        "results/logs/aux_table.log",
+    localrule: True
+    run:
+        from flooding.adaflood import aux_table
+
+        Path(log[0]).write_text(aux_table(aux_configs(), Path(output[0])))

@@ -140,6 +140,14 @@ def aux_fold_losses(wildcards):
     ]
 
 
+def aux_configs():
+    return {path: setting.config for path, setting in AUX.items()}
+
+
+def aux_gathered():
+    return [f"results/aux/{path}/losses.parquet" for path in AUX]
+
+
 def aux_options(wildcards):
     return AUX[wildcards.aux].options
 

@@ -6,6 +6,7 @@ rule report:
     input:
         metrics="results/metrics.parquet",
         summary="results/summary.parquet",
+        aux="results/aux_losses.parquet",
     output:
         page=report(
             "reports/report.html",
@@ -22,4 +23,5 @@ rule report:
         title=report_title(),
     shell:
         "flooding report --metrics {input.metrics} --summary {input.summary}"
-        " --out {output.page} {params.title} --previous {output.previous} > {log} 2>&1"
+        " --aux-losses {input.aux} --out {output.page} {params.title}"
+        " --previous {output.previous} > {log} 2>&1"

@@ -42,6 +42,7 @@ def build_report(
     title: str = DEFAULT_TITLE,
     built_at: datetime | None = None,
     previous: pd.DataFrame | None = None,
+    aux: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report for these tables to `out` (folders created) and return `out`.
 
@@ -51,7 +52,7 @@ def build_report(
     # metrics: read by run_dir, no settings needed
     summary = as_levels(with_every_setting(summary))
     previous = None if previous is None else as_levels(with_every_setting(previous))
-    page = render(metrics, summary, title, built_at, previous)
+    page = render(metrics, summary, title, built_at, previous, aux)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
@@ -99,12 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEPT_SUMMARY",
         help="compare with this file if it exists, then replace it with --summary",
     )
+    parser.add_argument(
+        "--aux-losses",
+        type=Path,
+        metavar="FILE",
+        help="AdaFlood's held-out losses (results/aux_losses.parquet), for its levels' figure",
+    )
     args = parser.parse_args(argv)
     metrics = read_metrics(args.metrics)
     summary = pd.read_parquet(args.summary)
     old = args.compare or args.previous
     previous = pd.read_parquet(old) if old and (args.compare or old.exists()) else None
-    out = build_report(metrics, summary, args.out, title=args.title, previous=previous)
+    aux = pd.read_parquet(args.aux_losses) if args.aux_losses else None
+    out = build_report(metrics, summary, args.out, title=args.title, previous=previous, aux=aux)
     if args.previous:
         # After the report is written: a failed report keeps the older summary to compare.
         args.previous.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import pandas as pd
 from flooding.metrics import SHARPNESS_RADIUS
 from flooding.report import combinations, diagnostics, findings, reference, stats
 from flooding.report.changes import Changes, changes
+from flooding.report.methods_compared import sample_levels
 
 # The summary column of the engine's flatness measure (flooding.flatness), when recorded.
 SHARPNESS = "sharpness"
@@ -36,9 +37,17 @@ class Analysis:
     descents: pd.DataFrame  # diagnostics.descent_table()
     sharpness: pd.DataFrame | None  # stats.compare_measure() where measured
     changes: Changes | None
+    # AdaFlood's levels per training sample (methods_compared.sample_levels), or empty.
+    levels: pd.DataFrame
 
     @classmethod
-    def of(cls, metrics: pd.DataFrame, summary: pd.DataFrame, previous: pd.DataFrame | None):
+    def of(
+        cls,
+        metrics: pd.DataFrame,
+        summary: pd.DataFrame,
+        previous: pd.DataFrame | None,
+        aux: pd.DataFrame | None = None,
+    ):
         idle = diagnostics.idle_levels(metrics, summary)
         kept = stats.without_levels(summary, idle)
         chosen = pd.concat(
@@ -65,6 +74,7 @@ class Analysis:
             sharpness=stats.compare_measure(kept, SHARPNESS) if measured else None,
             # Every run counts in what changed; idle levels only leave the answers.
             changes=None if previous is None else changes(previous, summary, idle),
+            levels=sample_levels(aux if aux is not None else pd.DataFrame(), summary),
         )
 
     def headline(self) -> list[str]:

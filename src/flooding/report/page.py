@@ -73,9 +73,11 @@ def render(
     title: str,
     built_at: datetime,
     previous: pd.DataFrame | None = None,
+    aux: pd.DataFrame | None = None,
 ) -> str:
-    """The page for these tables; `previous`, an earlier summary, adds what changed."""
-    analysis = Analysis.of(metrics, summary, previous)
+    """The page for these tables; `previous`, an earlier summary, adds what changed; `aux`,
+    AdaFlood's held-out losses (results/aux_losses.parquet), its levels' figure."""
+    analysis = Analysis.of(metrics, summary, previous, aux)
     shown = [
         dataclasses.replace(
             section,
