@@ -21,14 +21,14 @@ from flooding.validation import field_type
 COMMANDS = {
     "train": "train one run and write metrics.parquet and run.json to --out",
     "train-pack": "train several runs in one process (a pack), each into its own folder",
-    "train-aux": "train one auxiliary fold model of an adaflood run; write its held-out losses",
-    "gather-aux": "gather the auxiliary folds' held-out losses into one file (adaflood)",
     "download": "fetch a torchvision dataset into a data root (needs internet)",
     "aggregate": "concatenate run outputs into results/metrics.parquet and summary.parquet",
     "report": "build the HTML report from the aggregated results",
     "docs": "write the reference pages of docs/ (config keys, outputs, datasets) from the code",
     "plan": "what a grid will cost on a cluster: jobs, arrays, CPU- and GPU-hours",
     "efficiency": "what the last cluster run's jobs asked for against what they used (sacct)",
+    "train-aux": "train one auxiliary fold model of an adaflood run; write its held-out losses",
+    "gather-aux": "gather the auxiliary folds' held-out losses into one file (adaflood)",
     "reproduce": "retrain a finished run along its recorded float path and compare",
 }
 DATA_ROOT_ENV = "FLOODING_DATA_ROOT"
