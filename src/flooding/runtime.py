@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from flooding.config import ConfigError, RunConfig, pack_axes
+from flooding.methods import METHODS, method_fields
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,18 @@ def stack_free_fields() -> tuple[str, ...]:
     return pack_axes()["flood"]
 
 
+def stack_fields(cfg: RunConfig) -> dict[str, Any]:
+    """A member's stack-free fields, less those of methods other than its own (a flood
+    run's record does not list AdaFlood's defaults)."""
+    own = METHODS[cfg.flood_method].fields
+    others = set(method_fields()) - set(own)
+    return {name: getattr(cfg, name) for name in stack_free_fields() if name not in others}
+
+
 def float_path(jobs: list[tuple[RunConfig, Runtime]], position: int) -> dict:
     """What decides the floating-point arithmetic of member `position` of runs trained
     together (run.json's `float_path`): a run is reproducible bit for bit along it only."""
-    free = stack_free_fields()
-    stack = [{name: getattr(cfg, name) for name in free} for cfg, _ in jobs]
+    stack = [stack_fields(cfg) for cfg, _ in jobs]
     runtime = jobs[position][1]
     device = resolve_device(runtime.device)
     return {
