@@ -36,6 +36,12 @@ CONTRACT_DEFAULTS = {
     "label_smoothing": 0.0,
     "flood_method": "flood",
     "flood_level": 0.0,
+    # AdaFlood's, as in its reference code (BorealisAI/adaflood) with two folds.
+    "adaflood_gamma": 0.5,
+    "adaflood_alpha": 1.0,
+    "adaflood_beta": 0.0,
+    "adaflood_folds": 2,
+    "adaflood_aux_epochs": 0,
     "seed": 0,
     "sharpness_directions": 8,
 }
@@ -138,7 +144,9 @@ INVALID = [
     ("lr_schedule", "linear", "none, cosine, step"),
     ("epochs", 0, ">= 1"),
     ("batch_size", 0, ">= 1"),
-    ("flood_method", "adaflood", "flood, iflood"),
+    ("flood_method", "sflood", "flood, iflood, adaflood"),
+    ("adaflood_gamma", 1.0, "< 1"),
+    ("adaflood_folds", 1, ">= 2"),
     ("flood_level", -0.1, ">= 0"),
     ("flood_level", math.nan, ">= 0"),
     ("seed", -1, "0 <= seed"),

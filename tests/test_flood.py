@@ -96,5 +96,5 @@ def test_iflood_flips_the_gradient_of_the_samples_below_b_only():
 
 def test_unknown_method_fails():
     logits, targets = _batch()
-    with pytest.raises(ValueError, match="flood_method: invalid value 'adaflood'"):
-        flooded_loss(logits, targets, "adaflood", 0.1)
+    with pytest.raises(ValueError, match="flood_method: invalid value 'sflood'"):
+        flooded_loss(logits, targets, "sflood", 0.1)

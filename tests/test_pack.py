@@ -85,10 +85,10 @@ def test_a_diverging_member_does_not_stop_the_others(tmp_path):
 def test_a_member_that_raises_does_not_stop_the_others(tmp_path, monkeypatch):
     real = flooding.train.flooded_loss
 
-    def failing_at_level_0_2(logits, labels, cfg):
+    def failing_at_level_0_2(logits, labels, cfg, *aux):
         if cfg.flood_level == 0.2:  # the second member
             raise RuntimeError("simulated crash")
-        return real(logits, labels, cfg)
+        return real(logits, labels, cfg, *aux)
 
     monkeypatch.setattr(flooding.train, "flooded_loss", failing_at_level_0_2)
     pack = members(tmp_path, CONFIGS[:3])

@@ -297,9 +297,11 @@ def test_plan_command_prints_counts_and_unknown_hours(
     args = ["plan", "--configfile", "config/paper.yaml", "--max-array-size", "1000"]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-1] == "jobs 1656, arrays 4, gpu-hours 12,096.0, cpu-hours 50,832.0"
+    # The runs of flood, iflood and adaflood (its three gammas; the plan does not count the
+    # auxiliary models' jobs).
+    assert lines[-1] == "jobs 1944, arrays 4, gpu-hours 13,824.0, cpu-hours 58,176.0"
     total = next(line for line in lines if line.startswith("total"))
-    assert total.split()[1:4] == ["2,736", "1,656", "4"]
+    assert total.split()[1:4] == ["3,168", "1,944", "4"]
     assert total.split()[-2:] == ["unknown", "unknown"]
 
 

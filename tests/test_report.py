@@ -86,9 +86,10 @@ def test_cli_reads_the_parquet_files_and_writes_one_page(tmp_path, results, caps
     page = Page(out.read_text(encoding="utf-8"))
     assert "Grid &lt;A&gt;" in out.read_text(encoding="utf-8")
     # Overview tables (what was run, unfinished runs, missing seeds), one per dataset, the
-    # RQ3 table, the grid warnings (edge of the grid, training length), the RQ2 tables
-    # (chosen b; predicted b against validated b), the double-descent table.
-    assert len(page.all("table")) == 11
+    # methods side by side, the RQ3 table, the grid warnings (edge of the grid, training
+    # length), the RQ2 tables (chosen b; predicted b against validated b), the
+    # double-descent table.
+    assert len(page.all("table")) == 12
     # RQ2: chosen b against noise, a panel per dataset and architecture (2), accuracy against
     # b, a panel per dataset, architecture and method (4); RQ4: four panels per dataset and
     # architecture.

@@ -77,9 +77,9 @@ def test_a_searched_setting_warns_of_an_edge_only_at_the_upper_end() -> None:
         summary[f"{prefix}_val_acc"] = summary["flood_level"]
     plain = Analysis.of(metrics, summary, None)
     assert not plain.edges.empty, "a fixed grid warns of its edge"
-    quiet = Analysis.of(metrics, summary, None, search_table(summary, UNCHANGED))
+    quiet = Analysis.of(metrics, summary, None, search=search_table(summary, UNCHANGED))
     assert quiet.edges.empty, "a search that ended by its rules does not"
-    bound = Analysis.of(metrics, summary, None, search_table(summary, UPPER_END))
+    bound = Analysis.of(metrics, summary, None, search=search_table(summary, UPPER_END))
     assert bound.edges.equals(plain.edges), "one that hit the untrained loss does"
     assert searched.hard_bounds(search_table(summary, UPPER_END))["flood_method"].tolist() == [
         "flood"

@@ -14,7 +14,6 @@ from test_workflow import shipped_grid
 
 from flooding import search as S
 from flooding.grid import GridError, expand_grid
-from flooding.methods import METHODS, FloodMethod
 from flooding.metrics import METRICS_FILE, RUN_FILE
 from flooding.schema import WorkflowConfigError, validate_workflow_config
 
@@ -292,15 +291,24 @@ def test_bad_search_settings_name_their_key(flood: dict, key: str) -> None:
         filled(gaussians(flood))
 
 
-def test_levels_auto_for_a_method_without_a_level_names_the_key(monkeypatch) -> None:
-    monkeypatch.setitem(
-        METHODS, "levelless", FloodMethod("levelless", "test", True, takes_level=False)
-    )
-    config = gaussians({"methods": ["flood"], "levels": "auto"})
-    config["datasets"][0]["flood"] = {"methods": ["flood", "levelless"]}
-    # The schema's list of methods is read from the registry, so it takes the test's.
-    with pytest.raises(GridError, match=r"datasets\[0\] \(gaussians\)\.flood\.levels: .*levelless"):
+def test_levels_auto_for_methods_without_a_level_names_the_key() -> None:
+    config = gaussians({"levels": "auto"})
+    config["datasets"][0]["flood"] = {"methods": ["adaflood"]}
+    with pytest.raises(GridError, match=r"datasets\[0\] \(gaussians\)\.flood\.levels: .*adaflood"):
         expand_grid(filled(config))
+
+
+def test_a_method_without_a_level_trains_at_its_gammas_beside_a_search() -> None:
+    config = gaussians({"methods": ["flood", "adaflood"], "levels": "auto", "gammas": [0.5]})
+    grid = expand_grid(filled(config))
+    (search,) = grid.searches
+    assert search.methods == ("flood",)
+    assert [s.name for s in grid.searches] == ["gaussians-noise0.1/mlp/wd0-aug0"]
+    assert {r.path.split("/")[3] for r in grid.runs} == {"flood0", "adaflood0.5"}
+    assert [r.path for r in search.baselines] == [
+        "gaussians-noise0.1/mlp/wd0-aug0/flood0/seed0",
+        "gaussians-noise0.1/mlp/wd0-aug0/flood0/seed1",
+    ]
 
 
 def test_idle_levels_are_flagged_on_real_runs(tmp_path: Path) -> None:
@@ -329,3 +337,14 @@ def test_idle_levels_are_flagged_on_real_runs(tmp_path: Path) -> None:
     idle = Analysis.of(metrics, summary, None).idle.set_index("flood_level")
     assert idle["reason"].to_dict() == {0.0001: NEVER_ENGAGED, 0.9: AT_UNTRAINED_LOSS}
     assert idle.loc[0.9, "untrained_loss"] <= math.log(2)
+
+
+def test_the_plan_counts_what_the_searches_may_add() -> None:
+    from flooding.plan import make_plan, render
+
+    grid = shipped_grid("config")
+    text = render(make_plan(grid, {}, None, 1000, 2))
+    # Three Gaussians settings, one method searched, five seeds: (5 + 2 x 3) levels each.
+    assert len(grid.searches) == 3
+    assert "searches for b: 3 settings" in text
+    assert f"add at most {3 * (5 + 2 * 3) * 5} runs" in text

@@ -85,6 +85,14 @@ def test_default_config_plans_the_whole_pipeline_in_packs_without_downloads(
     assert grid.singles == [] and sum(len(pack.runs) for pack in grid.packs) == len(grid.runs)
     planned = {"pack_spec": len(grid.packs), "train_pack": len(grid.packs)}
     planned |= {"aggregate": 1, "report": 1, "all": 1}
+    # AdaFlood's auxiliary models: a job per fold and seed, their losses gathered per seed,
+    # then in one table for the report.
+    folds = sum(len(aux.folds) for aux in grid.aux.values())
+    planned |= {"train_aux": folds, "gather_aux": len(grid.aux), "aux_table": 1}
+    # The searches for b: what is known before any run is each one's first decision (its
+    # later rounds appear as the runs finish), its table, and the table of all of them.
+    searches = len(grid.searches)
+    planned |= {"search_round": searches, "search_rounds": searches, "search_table": 1}
     assert planned_counts(workdir) == planned
 
 
@@ -136,14 +144,18 @@ def test_the_report_title_defaults_to_the_report_commands_own(tmp_path: Path) ->
 
 
 def test_default_config_asks_the_papers_four_questions() -> None:
-    runs = expand_grid(filled(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))).runs
+    grid = expand_grid(filled(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())))
+    runs = grid.runs
     configs = [run.config for run in runs]
     assert len({c.dataset for c in configs}) >= 2 and "digits" in {c.dataset for c in configs}
     assert {"mlp", "resnet_tiny"} <= {c.arch for c in configs}
     assert len({(c.weight_decay, c.augment) for c in configs}) >= 2
+    searched = {search.baselines[0].config.dataset for search in grid.searches}
     for dataset in {c.dataset for c in configs}:
         levels = {c.flood_level for c in configs if c.dataset == dataset}
-        assert 0.0 in levels and len(levels) >= 5
+        assert 0.0 in levels
+        # A fixed list of levels, or a search whose first round alone has five.
+        assert len(levels) >= 5 or (dataset in searched and grid.searches[0].plan.initial >= 5)
     assert len({c.seed for c in configs}) >= 5
     noise_levels = Counter(
         len({c.label_noise for c in configs if c.dataset == d})

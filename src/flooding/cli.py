@@ -27,6 +27,8 @@ COMMANDS = {
     "docs": "write the reference pages of docs/ (config keys, outputs, datasets) from the code",
     "plan": "what a grid will cost on a cluster: jobs, arrays, CPU- and GPU-hours",
     "efficiency": "what the last cluster run's jobs asked for against what they used (sacct)",
+    "train-aux": "train one auxiliary fold model of an adaflood run; write its held-out losses",
+    "gather-aux": "gather the auxiliary folds' held-out losses into one file (adaflood)",
     "reproduce": "retrain a finished run along its recorded float path and compare",
 }
 DATA_ROOT_ENV = "FLOODING_DATA_ROOT"
@@ -82,6 +84,12 @@ def train_parser() -> argparse.ArgumentParser:
         "--config", type=Path, metavar="FILE", help="YAML file of RunConfig fields (name: value)"
     )
     add_runtime_arguments(runtime)
+    runtime.add_argument(
+        "--aux-losses",
+        type=Path,
+        metavar="FILE",
+        help="adaflood: the gathered held-out losses of the run's setting (gather-aux)",
+    )
     return parser
 
 
@@ -204,6 +212,7 @@ def runtime_from(args: argparse.Namespace, out: Path) -> Any:
         bf16=args.bf16,
         channels_last=args.channels_last,
         record_failure=args.record_failure,
+        aux_losses=getattr(args, "aux_losses", None),
     )
 
 
@@ -223,6 +232,48 @@ def train_main(argv: Sequence[str]) -> int:
     except (ConfigError, DatasetMissingError) as exc:
         print(f"flooding train: error: {exc}", file=sys.stderr)
         return 2
+
+
+def aux_main(argv: Sequence[str]) -> int:
+    """`flooding train-aux`: the options of `flooding train` (the adaflood run's config)
+    and --fold K; exit codes as `flooding train`'s."""
+    fold_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    fold_parser.add_argument("--fold", type=int)
+    known, rest = fold_parser.parse_known_args(list(argv))
+    if "-h" in rest or "--help" in rest:
+        print("flooding train-aux --fold K [flooding train options]: " + COMMANDS["train-aux"])
+    try:
+        cfg, runtime = parse_train_args(rest)
+        if known.fold is None:
+            raise ConfigError("fold", None, "--fold K, the fold held out (0 to folds - 1)")
+    except ConfigError as exc:
+        print(f"flooding train-aux: error: {exc}", file=sys.stderr)
+        return 2
+    from flooding.auxiliary import run_fold
+    from flooding.data import DatasetMissingError
+
+    try:
+        return run_fold(cfg, known.fold, runtime)
+    except (ConfigError, DatasetMissingError) as exc:
+        print(f"flooding train-aux: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def gather_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="flooding gather-aux", description=COMMANDS["gather-aux"], allow_abbrev=False
+    )
+    parser.add_argument("folds", type=Path, nargs="+", help="each fold's losses.parquet")
+    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="gathered file")
+    args = parser.parse_args(list(argv))
+    from flooding.adaflood import gather, write_losses
+
+    try:
+        write_losses(args.out, gather(args.folds))
+    except ConfigError as exc:
+        print(f"flooding gather-aux: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def pack_main(argv: Sequence[str]) -> int:
@@ -304,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return train_main(rest)
     if command == "train-pack":
         return pack_main(rest)
+    if command == "train-aux":
+        return aux_main(rest)
+    if command == "gather-aux":
+        return gather_main(rest)
     if command == "reproduce":
         return reproduce_main(rest)
     if command == "download":

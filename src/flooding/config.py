@@ -19,7 +19,7 @@ from typing import Any
 
 from flooding.archs import ARCHS, describe_archs, family
 from flooding.data.registry import DATASETS
-from flooding.methods import METHODS, describe_methods
+from flooding.methods import METHODS, describe_methods, method_fields
 from flooding.validation import (
     Choice,
     ConfigError,
@@ -168,6 +168,28 @@ class RunConfig:
     flood_level: float = setting(
         0.0, "flood level b; 0 = ordinary training", Range(minimum=0), axis=GridAxis("flood")
     )
+    adaflood_gamma: float = setting(
+        0.5,
+        "adaflood: gamma of the per-sample level -log((1-gamma)*exp(-(alpha*l+beta))+gamma) "
+        "(l: the sample's held-out auxiliary loss); the value the grid varies for adaflood",
+        Range(minimum=0, exclusive_maximum=1),
+        axis=GridAxis("flood"),
+    )
+    adaflood_alpha: float = setting(
+        1.0, "adaflood: alpha, the scale of the auxiliary loss", Range()
+    )
+    adaflood_beta: float = setting(0.0, "adaflood: beta, the shift of the auxiliary loss", Range())
+    adaflood_folds: int = setting(
+        2,
+        "adaflood: folds of the training split, one auxiliary model each (trained on the "
+        "other folds, scoring its own)",
+        Range(integer=True, minimum=2),
+    )
+    adaflood_aux_epochs: int = setting(
+        0,
+        "adaflood: epochs of the auxiliary models; 0 = the run's epochs",
+        Range(integer=True, minimum=0),
+    )
     seed: int = setting(
         0,
         "seed for data, split, noise, init and batch order",
@@ -219,8 +241,10 @@ def regulariser_fields() -> list[dataclasses.Field[Any]]:
 
 def pack_axes() -> dict[str, tuple[str, ...]]:
     """What a pack may group over (the config's `pack: {by: [...]}`): runs differing only
-    in these fields can share a job. The flood method and level go together."""
-    axes = {"flood": tuple(f.name for f in axis_fields("flood"))}
+    in these fields can share a job. The flood method and level go together, with the
+    fields a method alone reads (AdaFlood's)."""
+    flood = [f.name for f in axis_fields("flood")]
+    axes = {"flood": tuple(dict.fromkeys([*flood, *method_fields()]))}
     axes["seed"] = tuple(f.name for f in axis_fields("seeds"))
     axes |= {f.name: (f.name,) for f in regulariser_fields()}
     return axes
@@ -273,7 +297,14 @@ def validate(cfg: RunConfig) -> None:
     pool = resolve_size("train_size", cfg.train_size, spec.train_size, available, spec.name)
     available = None if spec.kind == "synthetic" else spec.test_size
     resolve_size("test_size", cfg.test_size, spec.test_size, available, spec.name)
-    split_sizes(pool, cfg.val_fraction, cfg.train_size)  # both splits non-empty
+    n_train, _ = split_sizes(pool, cfg.val_fraction, cfg.train_size)  # both splits non-empty
+    if METHODS[cfg.flood_method].auxiliary and cfg.adaflood_folds > n_train // 2:
+        # Each fold's model trains on the others: every fold needs two samples at least.
+        raise ConfigError(
+            "adaflood_folds",
+            cfg.adaflood_folds,
+            f"2 to {n_train // 2} (the training split of {cfg.dataset} holds {n_train} samples)",
+        )
 
 
 def effective_batch_size(batch_size: int, n_train: int) -> int:

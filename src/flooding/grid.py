@@ -25,9 +25,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from flooding.adaflood import aux_setting
 from flooding.config import ConfigError, RunConfig, regulariser_fields, validate
 from flooding.data.registry import DATASETS, DatasetSpec
-from flooding.jobs import PackSettings, Resources, Run, format_number
+from flooding.jobs import AuxSetting, PackSettings, Resources, Run, format_number
 from flooding.methods import METHODS
 from flooding.packing import Pack, group_packs
 from flooding.search import Search, SearchPlan
@@ -72,6 +73,16 @@ class Grid:
         return distinct.pop() if len(distinct) == 1 else None
 
     @property
+    def aux(self) -> dict[str, AuxSetting]:
+        """The auxiliary models of the adaflood runs, by their folder under results/aux/:
+        one setting for all gammas of a setting and seed."""
+        settings: dict[str, AuxSetting] = {}
+        for run in self.runs:
+            if run.aux is not None and run.aux not in settings:
+                settings[run.aux] = AuxSetting(run.aux, aux_setting(run.config), run.resources)
+        return settings
+
+    @property
     def downloads(self) -> list[str]:
         """Datasets that some run reads from the data root, each once, in config order."""
         return list(dict.fromkeys(run.download for run in self.runs if run.download))
@@ -90,24 +101,47 @@ def regulariser_segment(cfg: RunConfig) -> str:
 
 
 def run_path(cfg: RunConfig, dataset_label: str, arch_label: str) -> str:
-    """e.g. spiral-noise0.2/mlp/wd0.0005-aug0/flood0.05/seed1 (unique within a grid)."""
+    """e.g. spiral-noise0.2/mlp/wd0.0005-aug0/flood0.05/seed1 (unique within a grid); the
+    flood part names the value the method varies (adaflood0.5: gamma)."""
+    varied = getattr(cfg, METHODS[cfg.flood_method].varies)
     return "/".join(
         (
             f"{dataset_label}-noise{format_number(cfg.label_noise)}",
             arch_label,
             regulariser_segment(cfg),
-            f"{cfg.flood_method}{format_number(cfg.flood_level)}",
+            f"{cfg.flood_method}{format_number(varied)}",
             f"seed{cfg.seed}",
         )
     )
 
 
-def flood_settings(methods: Sequence[str], levels: Sequence[float]) -> list[tuple[str, float]]:
-    """(method, level) pairs; level 0 is the same run for every method, so it appears once."""
+def aux_path(cfg: RunConfig, dataset_label: str, arch_label: str) -> str:
+    """The folder (under results/aux/) of an adaflood run's auxiliary models, named by what
+    they depend on and nothing else (not gamma): e.g. gaussians-noise0.2/mlp/wd0-aug0/
+    seed0-folds2. Their other settings reach their jobs as params, the rerun triggers."""
+    return "/".join(
+        (
+            f"{dataset_label}-noise{format_number(cfg.label_noise)}",
+            arch_label,
+            regulariser_segment(cfg),
+            f"seed{cfg.seed}-folds{cfg.adaflood_folds}",
+        )
+    )
+
+
+def flood_settings(
+    methods: Sequence[str], levels: Sequence[float], gammas: Sequence[float] = (0.5,)
+) -> list[tuple[str, float]]:
+    """(method, value) pairs; level 0 is the same run for every method, so it appears once.
+    The value is what the method varies: b, or gamma for adaflood (from `gammas`)."""
     pairs: list[tuple[str, float]] = []
     if any(level == 0 for level in levels):
         pairs.append(("flood", 0.0))
-    pairs += [(m, float(b)) for m in methods for b in levels if b != 0]
+    for m in methods:
+        if METHODS[m].takes_level:
+            pairs += [(m, float(b)) for b in levels if b != 0]
+        else:
+            pairs += [(m, float(g)) for g in gammas]
     return pairs
 
 
@@ -118,6 +152,7 @@ class FloodBlock:
 
     methods: tuple[str, ...]
     levels: tuple[float, ...]  # the listed levels; empty with levels: auto
+    gammas: tuple[float, ...]  # what AdaFlood varies instead of b
     plan: SearchPlan | None
 
     @property
@@ -125,7 +160,7 @@ class FloodBlock:
         """The (method, level) pairs known before any run: with a search, b = 0 and the
         listed levels (the first round); the search decides the rest."""
         levels = [0.0, *self.levels] if self.plan else list(self.levels)
-        return flood_settings(self.methods, sorted(set(levels)))
+        return flood_settings(self.methods, sorted(set(levels)), self.gammas)
 
 
 def _flood_block(where: str, *layers: Mapping[str, Any] | None) -> FloodBlock:
@@ -135,16 +170,26 @@ def _flood_block(where: str, *layers: Mapping[str, Any] | None) -> FloodBlock:
         raise GridError(f"{where}.flood: levels: auto needs a search, but search is false")
     if levels == "auto" or isinstance(search, Mapping):
         plan = SearchPlan(**(search or {}))
-        levelless = [m for m in methods if not METHODS[m].takes_level]
-        if levelless:
+        if not any(METHODS[m].takes_level for m in methods):
             raise GridError(
-                f"{where}.flood.levels: a search for b, but {', '.join(levelless)} "
-                "takes no flood level; search another entry's levels, or list them"
+                f"{where}.flood.levels: a search for b, but {', '.join(methods)} "
+                "takes no flood level b (adaflood varies gammas)"
             )
     else:
         plan = None
     listed = () if levels == "auto" else tuple(float(b) for b in levels)
-    return FloodBlock(tuple(methods), listed, plan)
+    gammas = tuple(float(g) for g in flood.get("gammas") or (0.5,))
+    return FloodBlock(tuple(methods), listed, gammas, plan)
+
+
+def method_config(values: Mapping[str, Any], method: str, value: float) -> RunConfig:
+    """The config of a run of `method` varying `value`: the fields of other methods at
+    their defaults, so that settings of one method never retrain another's runs."""
+    others = {name for m in METHODS.values() if m.name != method for name in m.fields} - set(
+        METHODS[method].fields
+    )
+    kept = {k: v for k, v in values.items() if k not in others}
+    return RunConfig.from_dict({**kept, "flood_method": method, METHODS[method].varies: value})
 
 
 def _layered(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -217,7 +262,7 @@ def _dataset_runs(
         )
         packing = _layered(config["pack"], arch.get("pack"), dataset.get("pack"))
         pack = PackSettings(tuple(packing["by"]), packing["max_runs"])
-        for *values, (method, level), seed in itertools.product(
+        for *values, (method, varied), seed in itertools.product(
             *regularisers.values(), floods, config["seeds"]
         ):
             axes = {
@@ -225,12 +270,11 @@ def _dataset_runs(
                 "label_noise": float(noise),
                 "arch": arch["name"],
                 **dict(zip(regularisers, values, strict=True)),
-                "flood_method": method,
-                "flood_level": level,
                 "seed": seed,
             }
-            cfg = RunConfig.from_dict({**training, **axes})
-            yield Run(run_path(cfg, label, arch_label), cfg, resources, pack)
+            cfg = method_config({**training, **axes}, method, varied)
+            aux = aux_path(cfg, label, arch_label) if METHODS[method].auxiliary else None
+            yield Run(run_path(cfg, label, arch_label), cfg, resources, pack, aux)
 
 
 def flood_blocks(
@@ -249,8 +293,8 @@ def _searches(
     baselines: dict[str, list[Run]] = {}
     blocks: dict[str, FloodBlock] = {}
     for run in runs:
-        if run.config.flood_level != 0:
-            continue
+        if (run.config.flood_method, run.config.flood_level) != ("flood", 0.0):
+            continue  # not a b = 0 run (an adaflood run's flood_level is 0 too)
         index = source[run.path]
         dataset = config["datasets"][index]
         name, arch_label = "/".join(run.path.split("/")[:3]), run.path.split("/")[1]
@@ -261,7 +305,8 @@ def _searches(
     return tuple(
         Search(
             name,
-            blocks[name].methods,
+            # The methods with a flood level; the others (adaflood) train at their gammas.
+            tuple(m for m in blocks[name].methods if METHODS[m].takes_level),
             tuple(base),
             tuple(b for b in blocks[name].levels if b != 0),
             blocks[name].plan,

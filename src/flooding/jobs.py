@@ -42,6 +42,13 @@ class Run:
     config: RunConfig
     resources: Resources
     pack: PackSettings = dataclasses.field(default_factory=PackSettings)
+    # adaflood: the folder of its auxiliary models under results/aux/ (AuxSetting).
+    aux: str | None = None
+
+    @property
+    def aux_losses(self) -> str | None:
+        """The gathered held-out losses the run reads (adaflood), else None."""
+        return None if self.aux is None else aux_losses_file(self.aux)
 
     @property
     def options(self) -> str:
@@ -72,3 +79,29 @@ def train_arguments(cfg: RunConfig) -> list[str]:
         else:
             args += [option, str(value)]
     return args
+
+
+def aux_losses_file(aux: str) -> str:
+    return f"results/aux/{aux}/losses.parquet"
+
+
+@dataclass(frozen=True)
+class AuxSetting:
+    """The auxiliary models of adaflood runs alike in all but gamma, alpha and beta: one
+    `flooding train-aux` job per fold, each asking what one of the runs asks for."""
+
+    path: str  # under results/aux/
+    config: RunConfig  # flooding.adaflood.aux_setting of the runs' config
+    resources: Resources
+
+    @property
+    def folds(self) -> list[int]:
+        return list(range(self.config.adaflood_folds))
+
+    @property
+    def options(self) -> str:
+        return " ".join(shlex.quote(arg) for arg in train_arguments(self.config))
+
+    @property
+    def download(self) -> str | None:
+        return self.config.dataset if DATASETS[self.config.dataset].downloadable else None

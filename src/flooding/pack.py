@@ -7,7 +7,8 @@ level) share one loaded copy of it. Each member is still a run of its own, train
 same `train_runs` as `flooding train`, so its outputs are bit-identical to a solo run's: its
 own folder, metrics.parquet, run.json, checkpoint and train.log.
 
-The spec is JSON: {"runs": [{"out": "results/runs/...", "config": {RunConfig fields}}]}.
+The spec is JSON: {"runs": [{"out": "results/runs/...", "config": {RunConfig fields}}]},
+and an adaflood member also names its setting's held-out losses ("aux_losses": FILE).
 
 A member whose folder already holds a finished run (completed or diverged) of the same
 config hash is skipped, so rerunning a pack after a kill, or with members added, trains
@@ -48,6 +49,7 @@ LOG_FILE = "train.log"
 class Member:
     out: Path
     config: RunConfig
+    aux_losses: Path | None = None  # adaflood: the setting's gathered held-out losses
 
 
 def read_spec(path: Path) -> list[Member]:
@@ -56,7 +58,14 @@ def read_spec(path: Path) -> list[Member]:
         raise ConfigError("spec", str(path), "an existing JSON file")
     try:
         spec = json.loads(path.read_text())
-        members = [Member(Path(m["out"]), RunConfig.from_dict(m["config"])) for m in spec["runs"]]
+        members = [
+            Member(
+                Path(m["out"]),
+                RunConfig.from_dict(m["config"]),
+                Path(m["aux_losses"]) if m.get("aux_losses") else None,
+            )
+            for m in spec["runs"]
+        ]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(
             "spec", str(path), 'JSON {"runs": [{"out": DIR, "config": {...}}, ...]}'
@@ -70,7 +79,11 @@ def read_spec(path: Path) -> list[Member]:
 
 
 def write_spec(path: Path, members: list[Member]) -> None:
-    runs = [{"out": str(m.out), "config": m.config.to_dict()} for m in members]
+    runs = [
+        {"out": str(m.out), "config": m.config.to_dict()}
+        | ({"aux_losses": str(m.aux_losses)} if m.aux_losses else {})
+        for m in members
+    ]
     path.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
 
 
@@ -162,7 +175,10 @@ def train_group(
     other groups carry on."""
     from flooding.train import train_runs
 
-    jobs = [(m.config, dataclasses.replace(runtime, out=m.out)) for m in members]
+    jobs = [
+        (m.config, dataclasses.replace(runtime, out=m.out, aux_losses=m.aux_losses))
+        for m in members
+    ]
     try:
         return train_runs(jobs, load, stop, lambda m: member_log(members[m].out))
     except (ConfigError, DatasetMissingError):

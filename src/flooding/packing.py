@@ -43,8 +43,17 @@ class Pack:
     @property
     def spec(self) -> str:
         """The `flooding train-pack` spec (JSON), members' folders under results/runs/."""
-        runs = [{"out": f"results/runs/{r.path}", "config": r.config.to_dict()} for r in self.runs]
+        runs = [
+            {"out": f"results/runs/{r.path}", "config": r.config.to_dict()}
+            | ({"aux_losses": r.aux_losses} if r.aux_losses else {})
+            for r in self.runs
+        ]
         return json.dumps({"runs": runs}, separators=(",", ":"))
+
+    @property
+    def aux_losses(self) -> list[str]:
+        """The held-out losses its adaflood members read, each once."""
+        return list(dict.fromkeys(r.aux_losses for r in self.runs if r.aux_losses))
 
     @property
     def download(self) -> str | None:

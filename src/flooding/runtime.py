@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from flooding.config import ConfigError, RunConfig, axis_fields
+from flooding.config import ConfigError, RunConfig, pack_axes
+from flooding.methods import METHODS, method_fields
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Runtime:
     bf16: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # channels-last images and convolutions, CUDA only
     record_failure: bool = False  # on an unexpected error, write status "failed", exit 0
+    # adaflood: the training split's held-out auxiliary losses (flooding.adaflood). Their
+    # values follow from the run's config, which is why the path is no part of the hash.
+    aux_losses: Path | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,15 +57,23 @@ def set_threads(runtime: Runtime) -> None:
 
 
 def stack_free_fields() -> tuple[str, ...]:
-    """The fields in which the members of one stacked model may differ: the flood axes."""
-    return tuple(f.name for f in axis_fields("flood"))
+    """The fields in which the members of one stacked model may differ: the flood axes and
+    the fields a method alone reads (none of them touches data, batches or weights)."""
+    return pack_axes()["flood"]
+
+
+def stack_fields(cfg: RunConfig) -> dict[str, Any]:
+    """A member's stack-free fields, less those of methods other than its own (a flood
+    run's record does not list AdaFlood's defaults)."""
+    own = METHODS[cfg.flood_method].fields
+    others = set(method_fields()) - set(own)
+    return {name: getattr(cfg, name) for name in stack_free_fields() if name not in others}
 
 
 def float_path(jobs: list[tuple[RunConfig, Runtime]], position: int) -> dict:
     """What decides the floating-point arithmetic of member `position` of runs trained
     together (run.json's `float_path`): a run is reproducible bit for bit along it only."""
-    free = stack_free_fields()
-    stack = [{name: getattr(cfg, name) for name in free} for cfg, _ in jobs]
+    stack = [stack_fields(cfg) for cfg, _ in jobs]
     runtime = jobs[position][1]
     device = resolve_device(runtime.device)
     return {

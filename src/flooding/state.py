@@ -51,6 +51,8 @@ class Setup:
     memory_format: torch.memory_format
     bounds: list[tuple[int, int]]
     bf16: bool
+    # adaflood: each training sample's held-out auxiliary loss, [n_train]; else None.
+    aux_loss: torch.Tensor | None = None
 
     @classmethod
     def of(cls, cfg: RunConfig, runtime: Runtime, data: DataBundle, device: torch.device) -> Setup:

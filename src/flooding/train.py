@@ -22,6 +22,7 @@ flooding.evaluation.epoch_row), then the epochs (`fit`), then a run's start and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import signal
@@ -40,7 +41,7 @@ from flooding.checkpoint import EXIT_CHECKPOINTED, SignalFlag, load_checkpoint, 
 from flooding.config import ConfigError, RunConfig, effective_batch_size, validate, validate_data
 from flooding.evaluation import SUMS, Forward, Scores, epoch_row, scores
 from flooding.flood import flooded_loss
-from flooding.methods import flooded_weight
+from flooding.methods import METHODS, flooded_weight
 from flooding.metrics import (
     METRICS_FILE,
     RUN_FILE,
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 DataSource = Callable[[RunConfig], "DataBundle"]
 Log = Callable[[int], AbstractContextManager[Any]]  # member index -> where its progress is written
 Done = Callable[[int, str, str | None], None]  # member index, status, error: write outputs
+# Called with a member's trained model as it completes, before its run.json says done.
+Completed = Callable[[int, Setup, TrainState], None]
 
 
 # -- what is trained -----------------------------------------------------------------
@@ -193,7 +196,8 @@ def train_epoch(trainer: Trainer, stop: SignalFlag) -> bool:
         with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
             logits = trainer.forward(x)
         y = data.y_train[index]
-        results = [flooded_loss(logits[m], y, c) for m, c in enumerate(configs)]
+        aux = [None if s.aux_loss is None else s.aux_loss[index] for s in setups]
+        results = [flooded_loss(logits[m], y, c, aux[m]) for m, c in enumerate(configs)]
         pairs = list(zip(results, configs, strict=True))
         trainer.optimizer.zero_grad(set_to_none=True)
         # The members' parameters are disjoint: the gradient of the sum is each one's own.
@@ -300,6 +304,10 @@ def prepare(cfg: RunConfig, runtime: Runtime, load: DataSource) -> tuple[Setup, 
     data = load(cfg)
     validate_data(cfg, data)
     setup = Setup.of(cfg, runtime, data, resolve_device(runtime.device))
+    if METHODS[cfg.flood_method].auxiliary:
+        from flooding.adaflood import read_aux_losses
+
+        setup = dataclasses.replace(setup, aux_loss=read_aux_losses(runtime.aux_losses, data))
     state = TrainState.start(setup)
     saved = load_checkpoint(out, state.config_hash)
     if saved is None:  # a fresh start: outputs of an earlier attempt are stale
@@ -402,6 +410,7 @@ def train_runs(
     load: DataSource,
     stop: SignalFlag,
     log: Log = no_log,
+    completed: Completed | None = None,
 ) -> list[int] | None:
     """Train validated runs together and write each one's outputs; their exit codes.
 
@@ -412,6 +421,8 @@ def train_runs(
     dataset: those need a person) is recorded as status "failed" in every member that has
     not ended, and the exit codes are 0, so the other runs carry on; the checkpoints stay,
     so a rerun resumes rather than restarts. Without it, the error propagates.
+    `completed` sees each member's trained model before its outputs say it is done (an
+    auxiliary model scores its held-out fold there, flooding.adaflood).
     """
     from flooding.data import DatasetMissingError
 
@@ -419,12 +430,15 @@ def train_runs(
     members = len(jobs)
 
     def done(m: int, status: str, error: str | None) -> None:
+        trained = prepared[m] if m < len(prepared) else None
+        if status == "completed" and completed is not None and trained is not None:
+            with log(m):
+                completed(m, *trained)  # an error here is the member's: recorded failed
         ended.add(m)
         cfg, runtime = jobs[m]
         with log(m):
             if error is not None:
                 print(f"{status}: {error}", file=sys.stderr)
-            trained = prepared[m] if m < len(prepared) else None
             finish(cfg, runtime, trained, status, error, started, float_path(jobs, m))
 
     try:

@@ -1,6 +1,7 @@
 # Load-time work: validate the config (filling in the schema's defaults), expand the grid,
 # and answer Snakemake's per-job questions by looking the run up. The logic is in
 # flooding.grid, where it is unit-tested; nothing here imports torch.
+import re
 import shlex
 import shutil
 import sys
@@ -55,6 +56,8 @@ validate_workflow_config(
 
 # Runs with `runtime_auto` ask for what their shape took last time (flooding.learned).
 GRID = learn_runtimes(expand_grid(config), Path("results"))
+# AdaFlood's auxiliary models, by their folder under results/aux/.
+AUX = GRID.aux
 # The efficiency account covers the jobs this invocation submits.
 STARTED = time.time()
 
@@ -63,6 +66,8 @@ STARTED = time.time()
 # nothing, for grids without any).
 wildcard_constraints:
     dataset="|".join(GRID.downloads) or "(?!)",
+    aux="|".join(re.escape(path) for path in AUX) or "(?!)",
+    fold=r"\d+",
 
 
 def final_outputs():
@@ -227,6 +232,51 @@ def train_input(wildcards):
 def pack_input(wildcards):
     dataset = lookup_pack(wildcards.pack).download
     return [download_marker(dataset)] if dataset else []
+
+
+def train_aux_input(wildcards):
+    losses = lookup_run(wildcards.run).aux_losses
+    return [losses] if losses else []
+
+
+def pack_aux_input(wildcards):
+    return lookup_pack(wildcards.pack).aux_losses
+
+
+def aux_option(wildcards, input):
+    # The file is an input: a retrained auxiliary model retrains the runs that read it.
+    return f"--aux-losses {input.aux[0]}" if input.aux else ""
+
+
+def aux_data_input(wildcards):
+    dataset = AUX[wildcards.aux].download
+    return [download_marker(dataset)] if dataset else []
+
+
+def aux_fold_losses(wildcards):
+    return [
+        f"results/aux/{wildcards.aux}/fold{k}/losses.parquet"
+        for k in AUX[wildcards.aux].folds
+    ]
+
+
+def aux_configs():
+    return {path: setting.config for path, setting in AUX.items()}
+
+
+def aux_gathered():
+    return [f"results/aux/{path}/losses.parquet" for path in AUX]
+
+
+def aux_options(wildcards):
+    return AUX[wildcards.aux].options
+
+
+def aux_resource(name):
+    def per_setting(wildcards):
+        return getattr(AUX[wildcards.aux].resources, name)
+
+    return per_setting
 
 
 def pack_spec(wildcards):

@@ -7,6 +7,7 @@ rule report:
         metrics="results/metrics.parquet",
         summary="results/summary.parquet",
         search="results/search.parquet",
+        aux="results/aux_losses.parquet",
     output:
         page=report(
             "reports/report.html",
@@ -23,5 +24,5 @@ rule report:
         title=report_title(),
     shell:
         "flooding report --metrics {input.metrics} --summary {input.summary}"
-        " --search {input.search} --out {output.page} {params.title}"
+        " --search {input.search} --aux-losses {input.aux} --out {output.page} {params.title}"
         " --previous {output.previous} > {log} 2>&1"

@@ -4,6 +4,7 @@
 rule train:
     input:
         data=train_input,
+        aux=train_aux_input,
     output:
         metrics="results/runs/{run}/metrics.parquet",
         record="results/runs/{run}/run.json",
@@ -19,8 +20,10 @@ rule train:
     params:
         options=train_options,
         data_root=data_root_option,
+        aux=aux_option,
     shell:
-        "flooding train {params.options} {params.data_root} --out results/runs/{wildcards.run}"
+        "flooding train {params.options} {params.data_root} {params.aux}"
+        " --out results/runs/{wildcards.run}"
         " --threads {threads} --record-failure > {log} 2>&1"
 
 
@@ -52,6 +55,7 @@ rule train_pack:
     input:
         spec="results/packs/{pack}.json",
         data=pack_input,
+        aux=pack_aux_input,
     output:
         touch("results/packs/{pack}.done"),
     log:

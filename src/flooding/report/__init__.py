@@ -27,6 +27,7 @@ from flooding.config import RunConfig
 from flooding.metrics import atomic_write
 from flooding.report.page import render
 from flooding.report.plots import CURVE_METRICS
+from flooding.report.stats import as_levels
 
 DEFAULT_TITLE = "Flooding benchmark report"
 # The metric columns the report reads; the rest of metrics.parquet is never loaded.
@@ -43,6 +44,7 @@ def build_report(
     built_at: datetime | None = None,
     previous: pd.DataFrame | None = None,
     search: pd.DataFrame | None = None,
+    aux: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report for these tables to `out` (folders created) and return `out`.
 
@@ -50,11 +52,12 @@ def build_report(
     workflow's results/search.parquet, the rounds of each search for b.
     """
     built_at = built_at or datetime.now(timezone.utc)
-    summary = with_every_setting(summary)  # metrics: read by run_dir, no settings needed
-    previous = None if previous is None else with_every_setting(previous)
+    # metrics: read by run_dir, no settings needed
+    summary = as_levels(with_every_setting(summary))
+    previous = None if previous is None else as_levels(with_every_setting(previous))
     if search is not None:
         search = with_every_setting(search)
-    page = render(metrics, summary, title, built_at, previous, search)
+    page = render(metrics, summary, title, built_at, previous, aux, search)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
@@ -108,14 +111,21 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SEARCH_TABLE",
         help="results/search.parquet: the rounds of each search for b (when b was searched)",
     )
+    parser.add_argument(
+        "--aux-losses",
+        type=Path,
+        metavar="FILE",
+        help="AdaFlood's held-out losses (results/aux_losses.parquet), for its levels' figure",
+    )
     args = parser.parse_args(argv)
     metrics = read_metrics(args.metrics)
     summary = pd.read_parquet(args.summary)
     old = args.compare or args.previous
     previous = pd.read_parquet(old) if old and (args.compare or old.exists()) else None
     search = pd.read_parquet(args.search) if args.search else None
+    aux = pd.read_parquet(args.aux_losses) if args.aux_losses else None
     out = build_report(
-        metrics, summary, args.out, title=args.title, previous=previous, search=search
+        metrics, summary, args.out, title=args.title, previous=previous, aux=aux, search=search
     )
     if args.previous:
         # After the report is written: a failed report keeps the older summary to compare.

@@ -9,6 +9,7 @@ import pandas as pd
 from flooding.metrics import SHARPNESS_RADIUS
 from flooding.report import combinations, diagnostics, findings, reference, searched, stats
 from flooding.report.changes import Changes, changes
+from flooding.report.methods_compared import sample_levels
 from flooding.search import TABLE_COLUMNS as SEARCH_COLUMNS
 
 # The summary column of the engine's flatness measure (flooding.flatness), when recorded.
@@ -39,6 +40,8 @@ class Analysis:
     predictions: pd.DataFrame  # searched.predictions(): predicted b against validated b
     sharpness: pd.DataFrame | None  # stats.compare_measure() where measured
     changes: Changes | None
+    # AdaFlood's levels per training sample (methods_compared.sample_levels), or empty.
+    levels: pd.DataFrame
 
     @classmethod
     def of(
@@ -46,6 +49,7 @@ class Analysis:
         metrics: pd.DataFrame,
         summary: pd.DataFrame,
         previous: pd.DataFrame | None,
+        aux: pd.DataFrame | None = None,
         search: pd.DataFrame | None = None,
     ):
         search = pd.DataFrame(columns=list(SEARCH_COLUMNS)) if search is None else search
@@ -78,6 +82,7 @@ class Analysis:
             sharpness=stats.compare_measure(kept, SHARPNESS) if measured else None,
             # Every run counts in what changed; idle levels only leave the answers.
             changes=None if previous is None else changes(previous, summary, idle),
+            levels=sample_levels(aux if aux is not None else pd.DataFrame(), summary),
         )
 
     def headline(self) -> list[str]:

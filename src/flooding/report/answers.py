@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from flooding.methods import METHODS
 from flooding.report import answer_tables, claims, diagnostics, plots, reference, searched, stats
 from flooding.report.analysis import SHARPNESS_MEANING, Analysis
 from flooding.report.parts import Part, Section, figure
@@ -258,7 +259,12 @@ def _turns(descents: pd.DataFrame, lines: pd.DataFrame) -> dict[str, tuple[int, 
 
 def _flooded_fraction(a: Analysis) -> str:
     methods = set(a.kept.loc[a.kept["flood_level"] > 0, "flood_method"])
-    units = {"flood": "mini-batches (flood)", "iflood": "samples (iflood)"}
+    units = {
+        m.name: f"samples ({m.name}{', below its own level b_i' if m.auxiliary else ''})"
+        if m.per_sample
+        else f"mini-batches ({m.name})"
+        for m in METHODS.values()
+    }
     shares = " or ".join(units.get(m, m) for m in sorted(methods))
     if not shares:
         return ""

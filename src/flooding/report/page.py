@@ -73,11 +73,13 @@ def render(
     title: str,
     built_at: datetime,
     previous: pd.DataFrame | None = None,
+    aux: pd.DataFrame | None = None,
     search: pd.DataFrame | None = None,
 ) -> str:
-    """The page for these tables; `previous`, an earlier summary, adds what changed;
-    `search`, the workflow's search table, the rounds of each search for b."""
-    analysis = Analysis.of(metrics, summary, previous, search)
+    """The page for these tables; `previous`, an earlier summary, adds what changed; `aux`,
+    AdaFlood's held-out losses (results/aux_losses.parquet), its levels' figure; `search`,
+    the workflow's search table, the rounds of each search for b."""
+    analysis = Analysis.of(metrics, summary, previous, aux, search)
     shown = [
         dataclasses.replace(
             section,

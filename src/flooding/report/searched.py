@@ -19,6 +19,7 @@ import math
 import pandas as pd
 
 from flooding.data.registry import DATASETS
+from flooding.methods import METHODS
 from flooding.report.stats import SETTING_COLUMNS, validated_levels
 from flooding.search import UPPER_END, SearchError, predicted_level, untrained_loss
 
@@ -52,8 +53,11 @@ def predictions(
     `runs` from stats.by_method() (completed runs, b = 0 under every method), `refs` from
     reference.references(), `search` the workflow's search table (or empty).
     """
-    if "best_train_loss" not in runs or "train_loss" not in metrics:
+    if runs.empty or "best_train_loss" not in runs or "train_loss" not in metrics:
         return pd.DataFrame(columns=list(PREDICTION_COLUMNS))  # tables from before the search
+    # Methods with a flood level b only (AdaFlood's gamma is no loss level).
+    takes_level = runs["flood_method"].map(lambda m: m not in METHODS or METHODS[m].takes_level)
+    runs = runs[takes_level]
     start = metrics.loc[metrics["epoch"] == 0, ["run_dir", "train_loss"]]
     start = start.rename(columns={"train_loss": "start_loss"})
     runs = runs.merge(start, on="run_dir", how="left")

@@ -15,6 +15,7 @@ from flooding.report import (
     answers,
     claims,
     findings,
+    methods_compared,
     stats,
     tables,
     verdicts,
@@ -22,7 +23,7 @@ from flooding.report import (
 from flooding.report.analysis import Analysis
 from flooding.report.changes import Changes
 from flooding.report.inference import ALPHA, MIN_SEEDS
-from flooding.report.parts import Part, Section
+from flooding.report.parts import Part, Section, figure
 
 
 def sections(a: Analysis, built_at: datetime) -> list[Section]:
@@ -157,7 +158,30 @@ def _main(a: Analysis) -> Section:
     for (dataset, arch), block in a.comparison.groupby(list(stats.BLOCK_COLUMNS), sort=True):
         edges = a.edges[(a.edges["dataset"] == dataset) & (a.edges["arch"] == arch)]
         parts.append(Part(f"{dataset} / {arch}", tables=[tables.main_table(block, edges)]))
+    if a.comparison["flood_method"].nunique() > 1:
+        table = methods_compared.methods_table(a.comparison)
+        parts.append(Part("The methods side by side", tables=[table]))
+    if not a.levels.empty:
+        parts.append(_adaflood_levels(a.levels))
     return Section("rq1", "RQ1", title, parts)
+
+
+def _adaflood_levels(levels: pd.DataFrame) -> Part:
+    text = (
+        "AdaFlood gives each training sample its own level b_i from the loss that an "
+        "auxiliary model which never trained on it assigns it (docs/adaflood.md). Its claim: "
+        "samples whose label was flipped get high levels. Below, the levels of the training "
+        "samples of every seed at each gamma the grid ran, clean labels beside flipped ones "
+        "(boxes: quartiles; dots: means)."
+    )
+    panels = methods_compared.levels_plot(levels)
+    caption = "AdaFlood's per-sample levels, clean against flipped labels."
+    return Part(
+        "AdaFlood's levels: clean against flipped labels",
+        paragraphs=[text],
+        tables=[methods_compared.levels_table(levels)],
+        figures=[figure(panels, caption)],
+    )
 
 
 def _combinations(a: Analysis) -> Section:

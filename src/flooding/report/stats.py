@@ -23,13 +23,15 @@ import math
 import pandas as pd
 
 from flooding.config import RunConfig, regulariser_fields
+from flooding.methods import METHODS, method_fields
 from flooding.report.inference import holm, paired_t_test
 
 # The RunConfig fields, as columns of both Parquet files: RunConfig is their one source.
 CONFIG_COLUMNS = tuple(f.name for f in dataclasses.fields(RunConfig))
-# A setting: everything but the flood level, the flooding method and the seed.
+# A setting: everything but the flood level, the flooding method, the fields a method alone
+# reads (AdaFlood's gamma, ...) and the seed.
 SETTING_COLUMNS = tuple(
-    c for c in CONFIG_COLUMNS if c not in ("flood_level", "flood_method", "seed")
+    c for c in CONFIG_COLUMNS if c not in ("flood_level", "flood_method", "seed", *method_fields())
 )
 BLOCK_COLUMNS = ("dataset", "arch")
 
@@ -38,6 +40,22 @@ def score_columns(early_stopping: bool) -> tuple[str, str]:
     """(validation, test) accuracy columns of the summary for this early-stopping choice."""
     prefix = "best" if early_stopping else "final"
     return f"{prefix}_val_acc", f"{prefix}_test_acc"
+
+
+def as_levels(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary with each run's varied value on the report's one level axis,
+    `flood_level`: b for flood and iflood; for a method that varies another field
+    (AdaFlood's gamma in [0, 1)), 1 - that value, its strength, so that 0 stays ordinary
+    training (gamma -> 1 takes every level to 0), every run of the method counts as
+    flooded, and a tie goes to the value closest to ordinary training, as for b (the
+    report's "b" of an adaflood row reads as 1 - gamma, docs/adaflood.md)."""
+    summary = summary.copy()
+    for method in METHODS.values():
+        if method.takes_level:
+            continue
+        rows = summary["flood_method"] == method.name
+        summary.loc[rows, "flood_level"] = 1 - summary.loc[rows, method.varies]
+    return summary
 
 
 def completed(summary: pd.DataFrame) -> pd.DataFrame:
