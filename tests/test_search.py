@@ -348,3 +348,10 @@ def test_the_plan_counts_what_the_searches_may_add() -> None:
     assert len(grid.searches) == 3
     assert "searches for b: 3 settings" in text
     assert f"add at most {3 * (5 + 2 * 3) * 5} runs" in text
+
+
+def test_the_search_table_columns_are_documented() -> None:
+    text = (ROOT / "docs" / "search.md").read_text(encoding="utf-8")
+    assert all(f"`{column}`" in text for column in S.TABLE_COLUMNS)
+    # And each stop reason, in the table of reasons.
+    assert all(f"| `{r}` |" in text for r in (S.UPPER_END, S.ROUNDS, S.UNCHANGED, S.TOLERANCE))
