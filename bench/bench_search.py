@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -51,18 +52,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def searches(plan: SearchPlan | None, seeds: int | None) -> list[Search]:
-    """The default's Gaussians settings as searches (its own plan unless one is given)."""
+    """The default's Gaussians settings as searches of the flood method (its own plan
+    unless one is given): every Gaussians entry of config/config.yaml, each label noise."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    entry = copy.deepcopy(next(d for d in config["datasets"] if d["name"] == "gaussians"))
-    flood = entry.setdefault("flood", {})
-    flood["levels"] = "auto"
-    if plan is not None:
-        flood["search"] = {
-            "initial": plan.initial,
-            "rounds": plan.rounds,
-            "tolerance": plan.tolerance,
-        }
-    config["datasets"] = [entry]
+    entries = [copy.deepcopy(d) for d in config["datasets"] if d["name"] == "gaussians"]
+    for entry in entries:
+        flood = entry.setdefault("flood", {})
+        flood.update(methods=["flood"], levels="auto")
+        flood.pop("gammas", None)
+        if plan is not None:
+            flood["search"] = dataclasses.asdict(plan)
+    config["datasets"] = entries
     if seeds is not None:
         config["seeds"] = config["seeds"][:seeds]
     validate_workflow_config(config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
