@@ -355,3 +355,29 @@ def test_the_search_table_columns_are_documented() -> None:
     assert all(f"`{column}`" in text for column in S.TABLE_COLUMNS)
     # And each stop reason, in the table of reasons.
     assert all(f"| `{r}` |" in text for r in (S.UPPER_END, S.ROUNDS, S.UNCHANGED, S.TOLERANCE))
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ({"flood": {"levels": "auto", "search": {"rounds": 0}}}, "config key flood.search.rounds"),
+        (
+            {"flood": {"methods": ["adaflood"], "levels": "auto"}},
+            "datasets[0] (gaussians).flood.levels: a search for b, but adaflood takes no flood",
+        ),
+    ],
+    ids=["rounds-zero", "method-without-a-level"],
+)
+def test_bad_search_settings_fail_the_dry_run_in_a_line(
+    tmp_path: Path, bad: dict, expected: str
+) -> None:
+    import yaml
+    from test_workflow import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(bad))
+    result = snakemake(workdir, "--dry-run", "--configfile", "bad.yaml", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected in output, output[-3000:]
+    assert "Traceback" not in output
