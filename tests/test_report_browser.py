@@ -241,9 +241,9 @@ def test_chromium_opens_the_report_cleanly(chromium, report, width):
     assert all(v in verdict_words for found in facts["verdicts"].values() for v in found)
     assert "dataset default" not in facts["text"]
     # What was run, unfinished runs, missing seeds, changed runs (no answer changed), two
-    # dataset blocks, RQ3, edge of the grid, training length, the chosen-b table, the
-    # double-descent table.
-    assert facts["tables"] == 11 and facts["rows"] > 10
+    # dataset blocks, the methods side by side, RQ3, edge of the grid, training length, the
+    # chosen-b table, predicted against validated b, the double-descent table.
+    assert facts["tables"] == 13 and facts["rows"] > 10
     # RQ2: chosen b against noise, a panel per dataset (2), accuracy against b, a panel per
     # dataset and method (4); RQ4: four panels per dataset.
     alts = [alt for alt, _, _ in facts["shown"]]

@@ -111,3 +111,22 @@ def test_a_search_killed_half_way_continues_where_it_stopped(tmp_path: Path) -> 
     assert runs[next(iter(baseline))] == baseline[next(iter(baseline))], "b = 0 not retrained"
     assert len(runs) == len(searched(workdir)) > 1
     assert planned_counts(workdir) == {}
+
+
+def test_a_searchs_runs_are_trained_before_the_rest_of_the_grid(tmp_path: Path) -> None:
+    """The workflow profile prioritises the searches' decisions and every job they wait
+    for: with one core, the rounds run first, not after the grid's other runs."""
+    config = config_with()
+    config["datasets"] = [{"name": "spiral", "label_noise": [0.0, 0.1]}, *config["datasets"][1:]]
+    workdir = copy_workflow(tmp_path, config)
+    jobs = []  # (rule, wildcards) in the order Snakemake started them
+    rule = ""
+    for line in snakemake(workdir, "--cores", "1").stderr.splitlines():
+        if line.startswith(("rule ", "localrule ", "checkpoint ", "localcheckpoint ")):
+            rule = line.split()[-1].rstrip(":")
+        elif line.strip().startswith("wildcards:"):
+            jobs.append((rule, line.split(":", 1)[1].strip()))
+    spiral = [i for i, (rule, w) in enumerate(jobs) if rule == "train_pack" and "spiral" in w]
+    rounds = [i for i, (rule, _) in enumerate(jobs) if rule == "search_round"]
+    assert spiral and rounds
+    assert max(rounds) < min(spiral), f"the spiral trained before the search ended: {jobs}"
