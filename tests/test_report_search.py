@@ -106,3 +106,12 @@ def test_idle_levels_use_the_searchs_upper_end() -> None:
     idle = diagnostics.idle_levels(metrics, summary)
     assert idle["flood_level"].tolist() == [0.7]
     assert idle["untrained_loss"].iloc[0] == pytest.approx(math.log(2))
+
+
+def test_no_edge_advice_for_a_method_without_a_flood_level() -> None:
+    edges = pd.DataFrame(
+        {"flood_method": ["flood", "adaflood"], "advice": ["add b = 0.4", "add b = 1, 1.5"]}
+    )
+    empty = pd.DataFrame(columns=[*stats.SETTING_COLUMNS, *TABLE_COLUMNS])
+    kept = searched.without_searched_edges(edges, empty)
+    assert kept["flood_method"].tolist() == ["flood"]

@@ -156,8 +156,13 @@ def hard_bounds(search: pd.DataFrame) -> pd.DataFrame:
 
 
 def without_searched_edges(edges: pd.DataFrame, search: pd.DataFrame) -> pd.DataFrame:
-    """Edge-of-grid warnings less those of searched settings: a search moves past an
-    edge by itself, and warns only where it stopped at a hard bound (hard_bounds)."""
+    """Edge-of-grid warnings less those of searched settings (a search moves past an edge
+    by itself, and warns only where it stopped at a hard bound, hard_bounds) and those of
+    methods without a flood level (adaflood's gamma lies in [0, 1): the advice to add
+    levels b above the grid does not apply to it)."""
+    if not edges.empty:
+        level = edges["flood_method"].map(lambda m: m not in METHODS or METHODS[m].takes_level)
+        edges = edges[level].reset_index(drop=True)
     if search.empty or edges.empty:
         return edges
     searched = search[KEYS].drop_duplicates()
