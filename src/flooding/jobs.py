@@ -53,12 +53,22 @@ class Run:
     @property
     def options(self) -> str:
         """`flooding train` options naming every RunConfig field (the job's params)."""
-        return " ".join(shlex.quote(arg) for arg in train_arguments(self.config))
+        return options_of(self.config)
 
     @property
     def download(self) -> str | None:
         """The dataset to fetch before training, or None when nothing is downloaded."""
-        return self.config.dataset if DATASETS[self.config.dataset].downloadable else None
+        return download_of(self.config)
+
+
+def options_of(cfg: RunConfig) -> str:
+    """train_arguments() as one shell-quoted string."""
+    return " ".join(shlex.quote(arg) for arg in train_arguments(cfg))
+
+
+def download_of(cfg: RunConfig) -> str | None:
+    """The dataset a job of this config fetches first, or None when nothing is downloaded."""
+    return cfg.dataset if DATASETS[cfg.dataset].downloadable else None
 
 
 def format_number(value: float) -> str:
@@ -100,8 +110,8 @@ class AuxSetting:
 
     @property
     def options(self) -> str:
-        return " ".join(shlex.quote(arg) for arg in train_arguments(self.config))
+        return options_of(self.config)
 
     @property
     def download(self) -> str | None:
-        return self.config.dataset if DATASETS[self.config.dataset].downloadable else None
+        return download_of(self.config)

@@ -21,6 +21,7 @@ from flooding.report.tables import (
     needed,
     p_cell,
 )
+from flooding.search import UPPER_END
 
 CHANGED_RUNS_SHOWN = 50
 
@@ -343,6 +344,12 @@ def idle_table(idle: pd.DataFrame, summary: pd.DataFrame) -> Table:
     return Table(head, body)
 
 
+def _setting_cell(r: pd.Series, summary: pd.DataFrame) -> Cell:
+    """Which setting of its dataset and architecture a row is, in words."""
+    shown = _grid_varying(summary, r["dataset"], r["arch"])
+    return Cell(describe(r, shown) or "the only one", css="setting")
+
+
 def search_table(search: pd.DataFrame, summary: pd.DataFrame) -> Table:
     """RQ2: each search's rounds, the levels each tried with their mean final validation
     accuracy over seeds, the b it chose and why it stopped."""
@@ -366,15 +373,12 @@ def search_table(search: pd.DataFrame, summary: pd.DataFrame) -> Table:
             )
             rounds.append(f"{round_}: {tried}")
         last = block.iloc[0]
-        hard = last["stop_reason"] == "upper end"
+        hard = last["stop_reason"] == UPPER_END
         body.append(
             cells(
                 value(r["dataset"]),
                 value(r["arch"]),
-                Cell(
-                    describe(r, _grid_varying(summary, r["dataset"], r["arch"])) or "the only one",
-                    css="setting",
-                ),
+                _setting_cell(r, summary),
                 value(r["flood_method"]),
                 " · ".join(rounds),
                 f"{last['chosen_level']:g}",
@@ -409,10 +413,7 @@ def prediction_table(predictions: pd.DataFrame, summary: pd.DataFrame) -> Table:
             cells(
                 value(r["dataset"]),
                 value(r["arch"]),
-                Cell(
-                    describe(r, _grid_varying(summary, r["dataset"], r["arch"])) or "the only one",
-                    css="setting",
-                ),
+                _setting_cell(r, summary),
                 value(r["flood_method"]),
                 scored(r["predicted_level"], r["predicted_tried"], r["predicted_test"]),
                 scored(r["reference_level"], r["reference_tried"], r["reference_test"]),
