@@ -52,25 +52,36 @@ def test_arrays_are_cut_at_the_smallest_limit() -> None:
 
 
 def test_a_slurm_without_sacct_stops_before_submitting(tmp_path: Path) -> None:
-    """Every status check needs sacct: without it nothing is submitted, with one message."""
+    """Every status check needs sacct: without it `snakemake --profile slurm` submits
+    nothing and exits 2, a usage error in one line on stderr (no traceback)."""
     bin_dir = tmp_path / "bin"
-    calls = tmp_path / "sbatch-calls"
+    calls = tmp_path / "calls"
     bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(f"#!/bin/sh\necho called >> {calls}\n")
-    (bin_dir / "sbatch").chmod(0o755)
+    for command in ("sbatch", "scontrol", "sacctmgr", "squeue"):
+        (bin_dir / command).write_text(f"#!/bin/sh\necho {command} >> {calls}\n")
+        (bin_dir / command).chmod(0o755)
     (tmp_path / "Snakefile").write_text(
         'rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n'
     )
     snakemake = Path(sys.executable).parent / "snakemake"
+    profile = Path(__file__).resolve().parents[1] / "slurm"
     result = subprocess.run(
-        [str(snakemake), "--executor", "submitit", "--submitit-backend", "slurm", "--jobs", "1"],
+        [str(snakemake), "--profile", str(profile)],
         cwd=tmp_path,
+        # No system folders: a machine with SLURM installed has a real sacct there.
         env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{snakemake.parent}"},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert "--submitit-backend slurm: sacct is not on PATH (for the status checks)" in output
+    message = (
+        "--submitit-backend slurm: sacct is not on PATH (for the status checks); nothing was "
+        "submitted. Run on a SLURM login node with accounting, or use --submitit-backend local"
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    # Snakemake's own header and "Building DAG of jobs..." come before it, nothing after.
+    assert result.stderr.rstrip().splitlines()[-1] == message, result.stderr
+    said = [line for line in result.stderr.splitlines() if "not on PATH" in line]
+    assert said == [message] and "Error" not in result.stderr, result.stderr
     assert not calls.exists() and not (tmp_path / "a.txt").exists()
+    assert not list((tmp_path / ".snakemake" / "locks").glob("*"))

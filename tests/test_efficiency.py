@@ -94,7 +94,9 @@ def test_the_account_has_a_row_per_job_sacct_knows() -> None:
     text = summary(table)
     assert "train_pack: 1 jobs, runtime 0.01 h used of 0.02 h requested (33%)" in text
     assert "mnist / mlp2x1000: 1 jobs" in text
-    assert "gpu-h 1.00 allocated, 0.40 used (40% util, peak 1024 MB)" in text
+    # Job 42 asked for no memory: its MaxRSS is set against the cluster's default.
+    assert "largest MaxRSS 2048 MB of the cluster default" in text
+    assert "gpu-h 1.00 allocated, used 0.40 (40% util, peak 1024 MB)" in text
 
 
 def test_jobs_of_other_rules_have_no_dataset() -> None:

@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 from fixtures_results import FakeGrid, make_results, mark_unfinished
+from test_report_efficiency import SACCT, SUBMISSIONS
 
+from flooding.efficiency import account
 from flooding.report import build_report
+from snakemake_executor_plugin_submitit.accounting import parse_sacct
 
 websocket = pytest.importorskip("websocket", reason="needs the websocket-client package")
 
@@ -200,7 +203,8 @@ def chromium(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
-    """A report with every part: failures, two noise levels, both methods, and changes."""
+    """A report with every part: failures, two noise levels, both methods, changes, and a
+    cluster run's efficiency account."""
     grid = FakeGrid(methods=("flood", "iflood"), label_noises=(0.0, 0.2), epochs=10)
     metrics, summary = make_results(grid)
     previous = summary[summary["seed"] != 2]
@@ -208,7 +212,12 @@ def report(tmp_path_factory) -> Path:
     metrics, summary = mark_unfinished(metrics, summary, failed)
     folder = tmp_path_factory.mktemp("browser")
     return build_report(
-        metrics, summary, folder / "report.html", title="Browser check", previous=previous
+        metrics,
+        summary,
+        folder / "report.html",
+        title="Browser check",
+        previous=previous,
+        efficiency=account(SUBMISSIONS, parse_sacct(SACCT)),
     )
 
 
@@ -232,6 +241,7 @@ def test_chromium_opens_the_report_cleanly(chromium, report, width):
         "grid",
         "rq2",
         "rq4",
+        "efficiency",
         "method",
     ]
     # A verdict for every claim of each question: C1; C2 and C6; C3; C4 and C5.
@@ -242,8 +252,9 @@ def test_chromium_opens_the_report_cleanly(chromium, report, width):
     assert "dataset default" not in facts["text"]
     # What was run, unfinished runs, missing seeds, changed runs (no answer changed), two
     # dataset blocks, the methods side by side, RQ3, edge of the grid, training length, the
-    # chosen-b table, predicted against validated b, the double-descent table.
-    assert facts["tables"] == 13 and facts["rows"] > 10
+    # chosen-b table, predicted against validated b, the double-descent table, the cluster
+    # jobs per rule and per dataset and architecture.
+    assert facts["tables"] == 15 and facts["rows"] > 10
     # RQ2: chosen b against noise, a panel per dataset (2), accuracy against b, a panel per
     # dataset and method (4); RQ4: four panels per dataset.
     alts = [alt for alt, _, _ in facts["shown"]]

@@ -21,9 +21,13 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from test_report_efficiency import SACCT, SUBMISSIONS
 from test_workflow import BIN, copy_workflow, planned_counts, snakemake, write_config
 
+from flooding.aggregate import write_parquet
+from flooding.efficiency import account
 from flooding.schema import merge_configs
+from snakemake_executor_plugin_submitit.accounting import parse_sacct
 
 ROOT = Path(__file__).resolve().parents[1]
 CI_CONFIG = merge_configs(
@@ -114,6 +118,27 @@ def test_reruns_exactly_what_a_config_change_touches(tmp_path: Path) -> None:
     assert "0 runs added, 0 removed, 2 retrained" in page
     kept = pd.read_parquet(workdir / "results" / "summary.previous.parquet")
     assert kept.equals(pd.read_parquet(workdir / "results" / "summary.parquet"))
+
+
+def test_the_report_shows_an_efficiency_account_once_a_cluster_run_wrote_one(
+    tmp_path: Path,
+) -> None:
+    """A local run writes no account and, finished, plans nothing; an account that appears
+    (a cluster run writes it at its end, after its report) rebuilds the report alone."""
+    workdir = copy_workflow(tmp_path, CI_CONFIG)
+    snakemake(workdir)
+    efficiency = workdir / "results" / "efficiency.parquet"
+    assert not efficiency.exists()
+    assert planned_counts(workdir) == {}
+    write_parquet(account(SUBMISSIONS, parse_sacct(SACCT)), str(efficiency))
+    assert planned_counts(workdir) == {"report": 1, "all": 1}
+    snakemake(workdir)
+    page = (workdir / "reports" / "report.html").read_text(encoding="utf-8")
+    assert '<section id="efficiency">' in page and "3072 MB of 8000 MB requested" in page
+    assert planned_counts(workdir) == {}
+    # Without the account (a copy of results/ without it), the report is rebuilt without.
+    efficiency.unlink()
+    assert planned_counts(workdir) == {"report": 1, "all": 1}
 
 
 def test_a_failed_run_is_recorded_and_retried_on_request(tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ pack's name) and the table is written, one row per job:
 | gpu_util, gpu_mem_mb | mean GPU utilisation (%) and peak GPU memory; null where not recorded |
 | gpu_usage | "recorded", or "not recorded" where the cluster's accounting has no gres/gpuutil |
 
-and a summary per rule and per dataset/architecture is printed. The workflow writes the
-account of the jobs a run submitted at its end, when it went through the submitit
-executor on SLURM (the Snakefile's `onsuccess` and `onerror`); `flooding efficiency`
-writes it for every job in the ledger.
+and summarised per rule and per dataset/architecture (summarise()): printed here, and a
+section of the HTML report where the file exists (flooding.report.cluster). The workflow
+writes the account of the jobs a run submitted at its end, when it went through the
+submitit executor on SLURM (the Snakefile's `onsuccess` and `onerror`); `flooding
+efficiency` writes it for every job in the ledger.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from snakemake_executor_plugin_submitit.accounting import (
 
 DEFAULT_FOLDER = Path(".snakemake/submitit")
 DEFAULT_OUT = Path("results/efficiency.parquet")
+RECORDED = "recorded"
 NOT_RECORDED = "not recorded"
 
 
@@ -89,7 +91,7 @@ def account(submissions: Sequence[Submission], usage: Mapping[str, Usage]) -> pd
                 "gpu_hours": job.gpus * used.elapsed_s / 3600,
                 "gpu_util": used.gpu_util,
                 "gpu_mem_mb": used.gpu_mem_mb,
-                "gpu_usage": "recorded" if recorded else NOT_RECORDED,
+                "gpu_usage": RECORDED if recorded else NOT_RECORDED,
             }
         )
     table = pd.DataFrame(rows)
@@ -99,30 +101,110 @@ def account(submissions: Sequence[Submission], usage: Mapping[str, Usage]) -> pd
     return table
 
 
-def summary(table: pd.DataFrame) -> str:
-    """The account per rule and per dataset/architecture: jobs, hours requested and used,
-    CPU efficiency, peak memory, GPU-hours allocated and (where recorded) used."""
-    lines = []
-    for keys, title in ((["rule"], "per rule"), (["dataset", "arch"], "per dataset / arch")):
-        lines.append(f"{title}:")
-        for key, group in table.groupby(keys, sort=False):
-            name = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-            requested = group["requested_runtime_s"].sum() / 3600
-            used = group["used_runtime_s"].sum() / 3600
-            efficiency = group["cpu_efficiency"].mean()
-            gpu = f"gpu-h {group['gpu_hours'].sum():.2f} allocated"
-            if group["gpus"].sum() == 0:
-                gpu = "no GPU"
-            elif (group["gpu_usage"] == NOT_RECORDED).any():
-                gpu += f", use {NOT_RECORDED}"
+# The two ways the account is summed, each with its name and the columns that key it.
+GROUPINGS = (("rule", ("rule",)), ("dataset / arch", ("dataset", "arch")))
+OTHER_RULES = "(other rules)"  # the dataset / arch group of jobs that train no run
+NO_GPU = "no GPU"
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """The account summed per rule and per dataset/architecture, one row a group in the
+    order of GROUPINGS and of the groups' first jobs: `by` (the grouping's name), `group`,
+    `jobs`, `requested_h` and `used_h` (runtime), `cpu_efficiency` (the jobs' mean),
+    `max_rss_mb` (the largest) and `requested_mem_mb` (what that job asked for; NaN: the
+    cluster default), `gpu_hours` allocated, and, over the jobs with GPUs, `gpu_usage`
+    (NO_GPU, RECORDED when every such job's is, else NOT_RECORDED), `gpu_hours_used`
+    (allocated x utilisation), `gpu_util` (mean) and `gpu_mem_mb` (peak); NaN where
+    not recorded."""
+    table = table.reset_index(drop=True)  # one label a job, for the job that peaked
+    rows = []
+    for by, keys in GROUPINGS:
+        for key, group in table.groupby(list(keys), sort=False):
+            parts = key if isinstance(key, tuple) else (key,)
+            name = " / ".join(str(part) for part in parts if str(part))
+            gpu_jobs = group[group["gpus"] > 0]
+            if gpu_jobs.empty:
+                usage = NO_GPU
+            elif (gpu_jobs["gpu_usage"] == NOT_RECORDED).any():
+                usage = NOT_RECORDED
             else:
-                busy = (group["gpu_hours"] * group["gpu_util"] / 100).sum()
-                gpu += f", {busy:.2f} used ({group['gpu_util'].mean():.0f}% util, peak "
-                gpu += f"{group['gpu_mem_mb'].max():.0f} MB)"
+                usage = RECORDED
+            recorded = usage == RECORDED
+            # idxmax is undefined on an all-NaN column: no MaxRSS, no request to show.
+            peak = group["max_rss_mb"].idxmax() if group["max_rss_mb"].notna().any() else None
+            rows.append(
+                {
+                    "by": by,
+                    "group": name or OTHER_RULES,
+                    "jobs": len(group),
+                    "requested_h": group["requested_runtime_s"].sum() / 3600,
+                    "used_h": group["used_runtime_s"].sum() / 3600,
+                    "cpu_efficiency": group["cpu_efficiency"].mean(),
+                    "max_rss_mb": group["max_rss_mb"].max(),
+                    "requested_mem_mb": (
+                        float("nan") if peak is None else group.loc[peak, "requested_mem_mb"]
+                    ),
+                    "gpu_hours": group["gpu_hours"].sum(),
+                    "gpu_usage": usage,
+                    "gpu_hours_used": (
+                        (gpu_jobs["gpu_hours"] * gpu_jobs["gpu_util"] / 100).sum()
+                        if recorded
+                        else float("nan")
+                    ),
+                    "gpu_util": gpu_jobs["gpu_util"].mean() if recorded else float("nan"),
+                    "gpu_mem_mb": gpu_jobs["gpu_mem_mb"].max() if recorded else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+# How each summed fact is written, in the printed summary and in the report alike.
+
+
+def runtime_text(row: pd.Series) -> str:
+    share = f" ({row['used_h'] / row['requested_h']:.0%})" if row["requested_h"] else ""
+    return f"{row['used_h']:.2f} h used of {row['requested_h']:.2f} h requested{share}"
+
+
+def cpu_text(row: pd.Series) -> str:
+    return NOT_RECORDED if pd.isna(row["cpu_efficiency"]) else f"{row['cpu_efficiency']:.0%}"
+
+
+def memory_text(row: pd.Series) -> str:
+    """The largest MaxRSS against the memory its job asked for."""
+    if pd.isna(row["max_rss_mb"]):
+        return NOT_RECORDED
+    asked = row["requested_mem_mb"]
+    of = "the cluster default" if pd.isna(asked) else f"{asked:.0f} MB requested"
+    return f"{row['max_rss_mb']:.0f} MB of {of}"
+
+
+def gpu_allocated_text(row: pd.Series) -> str:
+    return NO_GPU if row["gpu_usage"] == NO_GPU else f"{row['gpu_hours']:.2f}"
+
+
+def gpu_used_text(row: pd.Series) -> str:
+    if row["gpu_usage"] != RECORDED:
+        return row["gpu_usage"]
+    return (
+        f"{row['gpu_hours_used']:.2f} ({row['gpu_util']:.0f}% util, peak "
+        f"{row['gpu_mem_mb']:.0f} MB)"
+    )
+
+
+def summary(table: pd.DataFrame) -> str:
+    """The account per rule and per dataset/architecture (summarise()), as text."""
+    lines = []
+    summed = summarise(table)
+    for by, _ in GROUPINGS:
+        lines.append(f"per {by}:")
+        for _, row in summed[summed["by"] == by].iterrows():
+            gpu = NO_GPU
+            if row["gpu_usage"] != NO_GPU:
+                gpu = f"gpu-h {gpu_allocated_text(row)} allocated, used {gpu_used_text(row)}"
             lines.append(
-                f"  {name or '(other rules)'}: {len(group)} jobs, runtime {used:.2f} h used of "
-                f"{requested:.2f} h requested ({used / requested:.0%}), CPU efficiency "
-                f"{efficiency:.0%}, MaxRSS up to {group['max_rss_mb'].max():.0f} MB, {gpu}"
+                f"  {row['group']}: {row['jobs']} jobs, runtime {runtime_text(row)}, CPU "
+                f"efficiency {cpu_text(row)}, largest MaxRSS {memory_text(row)}, {gpu}"
             )
     return "\n".join(lines)
 

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -96,8 +97,30 @@ def plan_arrays(
     ]
 
 
+def require_slurm_commands(backend: str) -> None:
+    """On the SLURM backend, stop Snakemake with one line on stderr and exit status 2
+    unless sbatch (to submit) and sacct (for every status check) are on the PATH.
+
+    Called before anything starts (the status thread, the cluster's limits). SystemExit,
+    not WorkflowError: Snakemake turns every Exception into exit status 1 and prints where
+    it was raised; a SystemExit passes through its handlers, which release its lock.
+    """
+    if backend != "slurm":
+        return
+    for command, why in (("sbatch", "to submit"), ("sacct", "for the status checks")):
+        if shutil.which(command) is None:
+            print(
+                f"--submitit-backend slurm: {command} is not on PATH ({why}); nothing was "
+                "submitted. Run on a SLURM login node with accounting, or use "
+                "--submitit-backend local",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+
+
 class Executor(RemoteExecutor):
     def __init__(self, workflow: Any, logger: Any) -> None:
+        require_slurm_commands(workflow.executor_settings.backend)
         # RemoteExecutor.__init__ starts the status thread before it calls __post_init__:
         # what that thread reads must exist first.
         self.stopping = threading.Event()
@@ -107,13 +130,6 @@ class Executor(RemoteExecutor):
     def __post_init__(self) -> None:
         self.settings: ExecutorSettings = self.workflow.executor_settings
         self.settings.check()
-        if self.settings.backend == "slurm":
-            for command, why in (("sbatch", "to submit"), ("sacct", "for the status checks")):
-                if shutil.which(command) is None:
-                    raise WorkflowError(
-                        f"--submitit-backend slurm: {command} is not on PATH ({why}); run on "
-                        "a SLURM login node with accounting, or use --submitit-backend local"
-                    )
         # Arrays are cut to fit the cluster, whatever the profile says.
         self.limits = read_cluster_limits() if self.settings.backend == "slurm" else ClusterLimits()
         self.max_array_size = self.limits.array_size(self.settings.max_array_size)

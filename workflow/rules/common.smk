@@ -58,8 +58,10 @@ validate_workflow_config(
 GRID = learn_runtimes(expand_grid(config), Path("results"))
 # AdaFlood's auxiliary models, by their folder under results/aux/.
 AUX = GRID.aux
-# The efficiency account covers the jobs this invocation submits.
+# The efficiency account covers the jobs this invocation submits; a run on SLURM writes
+# it here at its end, a local run never does.
 STARTED = time.time()
+EFFICIENCY = "results/efficiency.parquet"
 
 
 # Only the datasets this grid reads from the data root can be downloaded ("(?!)" matches
@@ -201,6 +203,17 @@ def search_settings(wildcards):
 
 def search_tables():
     return [f"{SEARCH_FOLDER}/{search.name}/rounds.parquet" for search in GRID.searches]
+
+
+def efficiency_input(wildcards):
+    """The efficiency account, an input of the report only where a cluster run wrote one:
+    a local run never waits for it, and the report is rebuilt when it appears (at the end
+    of a cluster run, after that run's report) or changes."""
+    return [EFFICIENCY] if Path(EFFICIENCY).exists() else []
+
+
+def efficiency_option(wildcards, input):
+    return f"--efficiency {input.efficiency[0]}" if input.efficiency else ""
 
 
 def report_title():
@@ -374,7 +387,6 @@ def efficiency_account():
     from flooding.efficiency import EfficiencyError, write_account
 
     try:
-        out = Path("results/efficiency.parquet")
-        print(write_account(Path(settings.folder), out, since=STARTED))
+        print(write_account(Path(settings.folder), Path(EFFICIENCY), since=STARTED))
     except EfficiencyError as error:
         print(f"No efficiency account: {error}")

@@ -5,11 +5,13 @@ rebuild it anywhere:
 
     flooding report --metrics results/metrics.parquet --summary results/summary.parquet \\
         --out reports/report.html [--compare OLD_SUMMARY | --previous KEPT_SUMMARY] \\
-        [--search results/search.parquet]
+        [--search results/search.parquet] [--efficiency results/efficiency.parquet]
 
 `--compare` adds what changed since an earlier summary. `--previous` does the same with the
 summary kept by the last report (when there is one), then keeps this summary there for the
 next: the workflow's report rule uses it so that each report says what is new.
+`--efficiency`, the account of a cluster run's jobs (flooding.efficiency), adds what they
+asked for against what they used.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ def build_report(
     previous: pd.DataFrame | None = None,
     search: pd.DataFrame | None = None,
     aux: pd.DataFrame | None = None,
+    efficiency: pd.DataFrame | None = None,
 ) -> Path:
     """Write the report for these tables to `out` (folders created) and return `out`.
 
     `previous`, an earlier summary, adds a section on what changed since; `search`, the
-    workflow's results/search.parquet, the rounds of each search for b.
+    workflow's results/search.parquet, the rounds of each search for b; `efficiency`, a
+    cluster run's account (flooding.efficiency), what its jobs used.
     """
     built_at = built_at or datetime.now(timezone.utc)
     # metrics: read by run_dir, no settings needed
@@ -57,7 +61,7 @@ def build_report(
     previous = None if previous is None else as_levels(with_every_setting(previous))
     if search is not None:
         search = with_every_setting(search)
-    page = render(metrics, summary, title, built_at, previous, aux, search)
+    page = render(metrics, summary, title, built_at, previous, aux, search, efficiency)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: tmp.write_text(page, encoding="utf-8"))
@@ -117,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="AdaFlood's held-out losses (results/aux_losses.parquet), for its levels' figure",
     )
+    parser.add_argument(
+        "--efficiency",
+        type=Path,
+        metavar="FILE",
+        help="a cluster run's efficiency account (results/efficiency.parquet): what its jobs "
+        "asked for against what they used",
+    )
     args = parser.parse_args(argv)
     metrics = read_metrics(args.metrics)
     summary = pd.read_parquet(args.summary)
@@ -124,8 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     previous = pd.read_parquet(old) if old and (args.compare or old.exists()) else None
     search = pd.read_parquet(args.search) if args.search else None
     aux = pd.read_parquet(args.aux_losses) if args.aux_losses else None
+    efficiency = pd.read_parquet(args.efficiency) if args.efficiency else None
     out = build_report(
-        metrics, summary, args.out, title=args.title, previous=previous, aux=aux, search=search
+        metrics,
+        summary,
+        args.out,
+        title=args.title,
+        previous=previous,
+        aux=aux,
+        search=search,
+        efficiency=efficiency,
     )
     if args.previous:
         # After the report is written: a failed report keeps the older summary to compare.

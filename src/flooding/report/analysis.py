@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from flooding.efficiency import summarise
 from flooding.metrics import SHARPNESS_RADIUS
 from flooding.report import combinations, diagnostics, findings, reference, searched, stats
 from flooding.report.changes import Changes, changes
@@ -42,6 +43,9 @@ class Analysis:
     changes: Changes | None
     # AdaFlood's levels per training sample (methods_compared.sample_levels), or empty.
     levels: pd.DataFrame
+    # A cluster run's account summed per rule and dataset/architecture
+    # (flooding.efficiency.summarise); None without an account.
+    efficiency: pd.DataFrame | None
 
     @classmethod
     def of(
@@ -51,6 +55,7 @@ class Analysis:
         previous: pd.DataFrame | None,
         aux: pd.DataFrame | None = None,
         search: pd.DataFrame | None = None,
+        efficiency: pd.DataFrame | None = None,
     ):
         search = pd.DataFrame(columns=list(SEARCH_COLUMNS)) if search is None else search
         idle = diagnostics.idle_levels(metrics, summary)
@@ -83,6 +88,7 @@ class Analysis:
             # Every run counts in what changed; idle levels only leave the answers.
             changes=None if previous is None else changes(previous, summary, idle),
             levels=sample_levels(aux if aux is not None else pd.DataFrame(), summary),
+            efficiency=None if efficiency is None or efficiency.empty else summarise(efficiency),
         )
 
     def headline(self) -> list[str]:

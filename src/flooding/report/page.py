@@ -75,11 +75,13 @@ def render(
     previous: pd.DataFrame | None = None,
     aux: pd.DataFrame | None = None,
     search: pd.DataFrame | None = None,
+    efficiency: pd.DataFrame | None = None,
 ) -> str:
     """The page for these tables; `previous`, an earlier summary, adds what changed; `aux`,
     AdaFlood's held-out losses (results/aux_losses.parquet), its levels' figure; `search`,
-    the workflow's search table, the rounds of each search for b."""
-    analysis = Analysis.of(metrics, summary, previous, aux, search)
+    the workflow's search table, the rounds of each search for b; `efficiency`, a cluster
+    run's account (flooding.efficiency), what its jobs used."""
+    analysis = Analysis.of(metrics, summary, previous, aux, search, efficiency)
     shown = [
         dataclasses.replace(
             section,

@@ -14,6 +14,7 @@ from flooding.report import (
     answer_tables,
     answers,
     claims,
+    cluster,
     findings,
     methods_compared,
     stats,
@@ -36,6 +37,7 @@ def sections(a: Analysis, built_at: datetime) -> list[Section]:
         _grid(a),
         answers.levels(a),
         answers.curves(a),
+        cluster.section(a.efficiency) if a.efficiency is not None else None,
         _method(a),
     ]
     return [s for s in shown if s is not None]
