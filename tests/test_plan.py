@@ -18,7 +18,14 @@ from flooding.calibrate import calibrate_missing, calibration_config
 from flooding.cli import main
 from flooding.config import RunConfig
 from flooding.grid import Grid, expand_grid
-from flooding.learned import SAFETY_FACTOR, learned_minutes, run_shape, with_learned_runtimes
+from flooding.learned import (
+    SAFETY_FACTOR,
+    learned_mb,
+    learned_minutes,
+    run_shape,
+    with_learned_resources,
+)
+from flooding.memory import known_peaks
 from flooding.plan import (
     Hours,
     grid_jobs,
@@ -227,7 +234,7 @@ def test_no_tables_no_timings(tmp_path: Path) -> None:
 
 def test_runtime_auto_asks_what_the_shape_took_times_the_factor() -> None:
     grid = expand_grid(config(resources={"runtime": 30, "runtime_auto": True, "threads": 1}))
-    learned = with_learned_runtimes(grid, timings_for(grid, epoch_s=30.0, run_s=60.0), 20.0)
+    learned = with_learned_resources(grid, timings_for(grid, epoch_s=30.0, run_s=60.0), 20.0, {})
     # 60 + 10 x 30 + 20 s = 380 s, x 1.5 = 9.5 min: 10 minutes.
     assert learned_minutes(380) == math.ceil(SAFETY_FACTOR * 380 / 60) == 10
     assert {run.resources.runtime for run in learned.runs} == {10}
@@ -236,7 +243,7 @@ def test_runtime_auto_asks_what_the_shape_took_times_the_factor() -> None:
 
 def test_runtime_auto_without_history_asks_the_configured_runtime() -> None:
     grid = expand_grid(config(resources={"runtime": 30, "runtime_auto": True, "threads": 1}))
-    assert with_learned_runtimes(grid, {}, None).runs == grid.runs
+    assert with_learned_resources(grid, {}, None, {}).runs == grid.runs
     assert {run.resources.runtime for run in grid.runs} == {30}
 
 
@@ -253,10 +260,24 @@ def test_runtime_auto_is_per_entry_and_packs_sum_the_learned_requests() -> None:
             ]
         )
     )
-    learned = with_learned_runtimes(grid, timings_for(grid, epoch_s=30.0, run_s=60.0), None)
+    learned = with_learned_resources(grid, timings_for(grid, epoch_s=30.0, run_s=60.0), None, {})
     assert {pack.resources.runtime for pack in learned.packs} == {2 * learned_minutes(360)}
     gaussians = [run for run in learned.runs if run.config.dataset == "gaussians"]
     assert {run.resources.runtime for run in gaussians} == {30}
+
+
+def test_learning_keeps_the_searches_and_their_rounds_ask_what_was_learned() -> None:
+    grid = expand_grid(
+        config(
+            resources={"runtime": 30, "runtime_auto": True, "threads": 1},
+            flood={"methods": ["flood"], "levels": "auto"},
+        )
+    )
+    assert len(grid.searches) == 2
+    learned = with_learned_resources(grid, timings_for(grid, epoch_s=30.0, run_s=60.0), None, {})
+    assert [s.name for s in learned.searches] == [s.name for s in grid.searches]
+    later = learned.searches[0].runs({"flood": [0.3]})
+    assert {run.resources.runtime for run in later} == {learned_minutes(360)}
 
 
 def test_calibration_scales_a_large_dataset_down_and_back_up() -> None:
@@ -330,30 +351,39 @@ def test_bad_input_is_one_line_and_exit_2(
     assert not (tmp_path / "results").exists()  # nothing timed, nothing cached
 
 
-def dry_run_runtimes(workdir: Path) -> set[int]:
-    """The runtimes the jobs would request if all ran again now (only training asks one)."""
+def dry_run_requests(workdir: Path, name: str) -> set[int]:
+    """The values of resource `name` the jobs would request if all ran again now (only
+    training asks for runtime and mem_mb)."""
     output = snakemake(workdir, "--dry-run", "--forceall").stdout
     return {
-        int(part.removeprefix("runtime="))
+        int(part.removeprefix(f"{name}="))
         for line in output.splitlines()
         if line.strip().startswith("resources:")
         for part in line.replace(",", " ").split()
-        if part.startswith("runtime=")
+        if part.startswith(f"{name}=")
     }
 
 
 @pytest.mark.slow
 def test_a_second_run_asks_for_what_the_first_measured(tmp_path: Path) -> None:
+    """Runtime and memory: both learned from the first run's runs (run.json's peak memory
+    here; after a cluster run, also the efficiency account's MaxRSS)."""
     ci = yaml.safe_load((ROOT / "config" / "ci.yaml").read_text())
-    ci["resources"] |= {"runtime": 7, "runtime_auto": True}
+    ci["resources"] |= {"runtime": 7, "runtime_auto": True, "mem_mb": 1000, "mem_auto": True}
     workdir = copy_workflow(tmp_path, ci)
-    assert dry_run_runtimes(workdir) == {7}  # nothing measured: the configured runtime
+    # Nothing measured: the configured requests.
+    assert dry_run_requests(workdir, "runtime") == {7}
+    assert dry_run_requests(workdir, "mem_mb") == {1000}
     snakemake(workdir)
     timings, _ = known_timings(workdir / "results")
-    learned = with_learned_runtimes(expand_grid(filled(ci)), timings, None)
+    peaks = known_peaks(workdir / "results")
+    learned = with_learned_resources(expand_grid(filled(ci)), timings, None, peaks)
     expected = {run.resources.runtime for run in learned.runs}
     assert expected == {
         learned_minutes(timings[run_shape(run)].run_seconds(run.config.epochs))
         for run in learned.runs
     }
-    assert dry_run_runtimes(workdir) == expected != {7}
+    assert dry_run_requests(workdir, "runtime") == expected != {7}
+    memory = {run.resources.mem_mb for run in learned.runs}
+    assert memory == {learned_mb(peaks[run_shape(run)]) for run in learned.runs}
+    assert dry_run_requests(workdir, "mem_mb") == memory != {1000}

@@ -324,3 +324,14 @@ def test_a_completed_run_records_its_sharpness_deterministically(tmp_path):
     assert math.isfinite(records[0]["sharpness"]) and records[0]["sharpness_seconds"] >= 0
     assert records[0]["sharpness"] == records[1]["sharpness"]  # a seeded stream of its own
     assert records[2]["sharpness"] is None and records[2]["sharpness_seconds"] is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmHWM")
+def test_run_json_records_the_process_peak_memory(tmp_path):
+    """What `mem_auto` learns from: the training process's resident high-water mark in MB,
+    the kernel's own VmHWM (KiB) read back the other way."""
+    train(tmp_path, TINY)
+    peak = json.loads((tmp_path / "run.json").read_text())["peak_rss_mb"]
+    status = Path("/proc/self/status").read_text().split("\n")
+    high_water_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    assert 50 < peak <= high_water_kib / 1024  # torch alone takes more than 50 MB

@@ -45,8 +45,8 @@ SUMMARY_METRICS = (
 )
 # Where and with what each run trained (from run.json), so that the report can say it.
 ENVIRONMENT_COLUMNS = ("device", "host", "started", "finished")
-# Measurements of the final model, from run.json; NaN where not measured.
-MEASURE_COLUMNS = ("sharpness", "sharpness_seconds")
+# Measurements of the final model and of the process, from run.json; NaN where not measured.
+MEASURE_COLUMNS = ("sharpness", "sharpness_seconds", "peak_rss_mb")
 # Each package version in run.json becomes a column named with this prefix.
 VERSION_PREFIX = "version_"
 # What the summary takes from run.json and from metrics.parquet without a default.

@@ -11,6 +11,7 @@ pack's name) and the table is written, one row per job:
 |---|---|
 | job_id, rule, state | the SLURM job, its rule, its final state |
 | dataset, arch | its dataset label and architecture label (a pack's: its members') |
+| output | its first output, which names its run or pack (flooding.memory reads it) |
 | requested_runtime_s, used_runtime_s | the time limit asked for, the time it ran |
 | requested_mem_mb, max_rss_mb | memory asked for (null: the cluster default), peak RSS |
 | cpus, cpu_efficiency | CPUs allocated, CPU time / (used runtime x CPUs) |
@@ -81,6 +82,7 @@ def account(submissions: Sequence[Submission], usage: Mapping[str, Usage]) -> pd
                 "state": used.state,
                 "dataset": dataset,
                 "arch": arch,
+                "output": job.outputs[0] if job.outputs else "",
                 "requested_runtime_s": job.time_min * 60.0,
                 "used_runtime_s": used.elapsed_s,
                 "requested_mem_mb": job.mem_mb,

@@ -24,6 +24,11 @@ class Resources:
     gpu: int
     # Ask for what the run's shape took last time instead of `runtime` (flooding.learned).
     runtime_auto: bool = False
+    # Ask for the memory the run's shape used last time instead of `mem_mb` (flooding.learned).
+    mem_auto: bool = False
+    # The longest runtime one job may ask for (minutes; None: no limit): a pack asking
+    # more is split (flooding.packing), a run asking more is an error (flooding.learned).
+    max_runtime: int | None = None
 
 
 @dataclass(frozen=True)

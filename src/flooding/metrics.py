@@ -72,6 +72,9 @@ RUN_RECORD_DOCS = {
     "perturbations of relative size 0.05 (flooding.flatness; smaller = flatter); null when "
     "not measured (sharpness_directions 0, or the run did not complete)",
     "sharpness_seconds": "what measuring sharpness cost, seconds",
+    "peak_rss_mb": "the training process's peak resident memory when run.json was written, "
+    "MB (in a pack: the pack's process, with the members trained before it); what "
+    "`mem_auto` learns from (docs/cluster.md); null where the platform does not say",
     "versions": "versions of python, torch, timm and this package that produced the numbers",
     "device": "where it trained, e.g. `cpu (1 thread)` or `cuda:0 (NVIDIA H100)`",
     "host": "the machine's host name",
@@ -134,6 +137,18 @@ def versions() -> dict[str, str | None]:
     }
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far (the kernel's high-water mark), in MB
+    (MiB); None where there is no getrusage (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux counts it in KiB, macOS in bytes.
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 def write_run_json(
     out: Path,
     cfg: RunConfig,
@@ -165,6 +180,7 @@ def write_run_json(
         "bayes_error": bayes_error,
         "sharpness": None if sharpness is None else sharpness[0],
         "sharpness_seconds": None if sharpness is None else sharpness[1],
+        "peak_rss_mb": peak_rss_mb(),
         "versions": versions(),
         "device": device,
         "host": socket.gethostname(),

@@ -4,12 +4,14 @@ The config's `pack: {by, max_runs}` (global, per architecture, per dataset) says
 grid axes a pack may span. Runs alike in every other field, from the same dataset and
 architecture entries, are cut into chunks of max_runs; a run left alone stays a job of its
 own (`flooding train`). A pack asks for the largest request of its members and the sum of
-their runtimes.
+their runtimes; a chunk that would ask for more than the members' `max_runtime` is cut
+again (`fit_time_limit`), each stack of runs kept whole where it fits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,12 +79,62 @@ def group_packs(runs: Sequence[Run]) -> tuple[Pack, ...]:
         # chunk cuts as few of them apart as it can: together they train as one stacked
         # model (flooding.vectorised). A stable sort keeps config order within them.
         members = sorted(group, key=_stack_order)
-        size = members[0].pack.max_runs
+        size, limit = members[0].pack.max_runs, members[0].resources.max_runtime
         for start in range(0, len(members), size):
-            chunk = tuple(members[start : start + size])
-            if len(chunk) > 1:
-                packs.append(Pack(pack_name(chunk), chunk))
+            for piece in fit_time_limit(members[start : start + size], limit):
+                if len(piece) > 1:
+                    packs.append(Pack(pack_name(piece), tuple(piece)))
     return tuple(packs)
+
+
+def fit_time_limit(runs: Sequence[Run], limit: int | None) -> list[list[Run]]:
+    """Runs (in stack order) cut into the fewest consecutive pieces whose runtimes add up
+    to at most `limit` minutes, the longest piece as short as that allows; the runs whose
+    configs differ only in flood level or method (a stack) stay in one piece unless they
+    alone ask for more than the limit. A run longer than the limit is a piece of its own
+    (flooding.learned refuses it). Runs that fit are one piece, as without a limit."""
+    if limit is None or _minutes(runs) <= limit:
+        return [list(runs)]
+    stacks = [list(stack) for _, stack in itertools.groupby(runs, key=_stack_order)]
+    units = [_joined(piece) for stack in stacks for piece in _cut([[r] for r in stack], limit)]
+    return [_joined(piece) for piece in _cut(units, limit)]
+
+
+def _minutes(runs: Sequence[Run]) -> int:
+    return sum(run.resources.runtime for run in runs)
+
+
+def _joined(units: list[list[Run]]) -> list[Run]:
+    return [run for unit in units for run in unit]
+
+
+def _cut(units: list[list[Run]], limit: int) -> list[list[list[Run]]]:
+    """`units` (consecutive runs, each kept whole) in the fewest consecutive pieces of at
+    most `limit` minutes, cut at the smallest cap that keeps that many pieces, so that
+    they are as even as the units allow."""
+    count = len(_greedy(units, limit))
+    low, high = 1, limit
+    while low < high:  # the smallest cap that needs no more pieces
+        middle = (low + high) // 2
+        if len(_greedy(units, middle)) <= count:
+            high = middle
+        else:
+            low = middle + 1
+    return _greedy(units, low)
+
+
+def _greedy(units: list[list[Run]], cap: int) -> list[list[list[Run]]]:
+    """Units in order, a new piece whenever the next would take this one above `cap`."""
+    pieces: list[list[list[Run]]] = []
+    minutes = 0
+    for unit in units:
+        cost = _minutes(unit)
+        if not pieces or minutes + cost > cap:
+            pieces.append([])
+            minutes = 0
+        pieces[-1].append(unit)
+        minutes += cost
+    return pieces
 
 
 def _stack_order(run: Run) -> list[str]:

@@ -4,11 +4,13 @@
 
 The config is layered as the workflow layers it (config/config.yaml, then each
 --configfile over it) and expanded into the same jobs: a pack is one job, every other run
-one (`flooding.grid`), and runs with `runtime_auto` ask for what their shape took last
-time (`flooding.learned`). Per dataset and architecture, and in total, it prints runs,
-jobs, job arrays and CPU- and GPU-hours, both as the jobs request them (runtime x threads,
-runtime x GPUs) and as they are expected to take, then the same totals with every run a
-job of its own (what the packs save), and the wall time with N jobs running at once.
+one (`flooding.grid`; a pack over `max_runtime` cut into packs that fit), and runs with
+`runtime_auto` or `mem_auto` ask for what their shape used last time (`flooding.learned`).
+Where a SLURM answers, a job asking for more than its partition's MaxTime stops the plan.
+Per dataset and architecture, and in total, it prints runs, jobs, job arrays and CPU- and
+GPU-hours, both as the jobs request them (runtime x threads, runtime x GPUs) and as they
+are expected to take, then the same totals with every run a job of its own (what the
+packs save), and the wall time with N jobs running at once.
 
 Expected hours come from a run's shape (flooding.timing): finished runs under results/,
 then a calibration (`--calibrate`: flooding.calibrate times a few epochs of each shape on
@@ -24,12 +26,22 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flooding.grid import Grid
 from flooding.jobs import Resources, Run
 from flooding.learned import run_shape
 from flooding.timing import Shape, Timing, known_timings
-from flooding.workflow_config import InputError, load_config, load_grid, profile_setting
+from flooding.workflow_config import (
+    InputError,
+    load_config,
+    load_grid,
+    profile_partition,
+    profile_setting,
+)
+
+if TYPE_CHECKING:  # the plugin's package imports Snakemake: read only when asked
+    from snakemake_executor_plugin_submitit.limits import PartitionTime
 
 # The executor plugin's defaults, for when neither the profile nor the cluster says.
 DEFAULT_MAX_ARRAY_SIZE = 1000
@@ -330,13 +342,34 @@ def render(plan: Plan) -> str:
     return "\n".join(out)
 
 
-def array_limit(root: Path) -> int:
-    """The array size the executor will use: the profile's, capped by the cluster's limits
-    where a SLURM answers here (login node)."""
-    from snakemake_executor_plugin_submitit.limits import read_cluster_limits
+def cluster_limits(root: Path) -> tuple[int, PartitionTime | None]:
+    """The array size the executor will use (the profile's, capped by the cluster's limits)
+    and the time limit of the partition the profile submits to, where a SLURM answers
+    here (login node); the partition is asked only when `scontrol show config` answered."""
+    from snakemake_executor_plugin_submitit.limits import read_cluster_limits, read_partition_time
 
     configured = profile_setting(root, "max-array-size", DEFAULT_MAX_ARRAY_SIZE)
-    return read_cluster_limits().array_size(configured)
+    limits = read_cluster_limits()
+    answered = limits.max_array_size is not None
+    partition = read_partition_time(profile_partition(root)) if answered else None
+    return limits.array_size(configured), partition
+
+
+def check_partition_time(jobs: Sequence[Job], partition: PartitionTime | None) -> None:
+    """InputError when some job asks for more time than the partition allows: SLURM would
+    leave it pending. The split happens in the workflow, from resources.max_runtime (the
+    same on every node, with no query each time a job loads the workflow)."""
+    if partition is None or partition.max_minutes is None:
+        return
+    limit = partition.max_minutes
+    over = [job for job in jobs if job.resources.runtime > limit]
+    if over:
+        longest = max(over, key=lambda job: job.resources.runtime)
+        raise InputError(
+            f"partition {partition.partition} allows {limit} min (MaxTime), but {len(over)} "
+            f"job(s) ask for more, up to {longest.resources.runtime} min ({longest.target}): "
+            f"set resources: {{max_runtime: {limit}}} in the config, and packs are split to fit"
+        )
 
 
 def workflow_load_command(configfiles: Sequence[Path], job: Job) -> list[str]:
@@ -412,7 +445,10 @@ def main(argv: Sequence[str]) -> int:
         concurrent = args.concurrent or profile_setting(
             root, "array-parallelism", DEFAULT_CONCURRENT
         )
-        max_size = args.max_array_size or array_limit(root)
+        max_size = args.max_array_size
+        if max_size is None:
+            max_size, partition = cluster_limits(root)
+            check_partition_time(grid_jobs(grid), partition)
     except InputError as error:
         print(f"flooding plan: error: {error}", file=sys.stderr)
         return 2

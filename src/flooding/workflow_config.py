@@ -3,7 +3,7 @@
 `flooding plan` must expand the same grid the workflow runs: the Snakefile's
 `configfile:` (config/config.yaml) with each `--configfile` merged over it as Snakemake
 merges them, checked against the workflow's schema, expanded by flooding.grid, with the
-runtimes flooding.learned learns from results/; and the SLURM profile's settings.
+resources flooding.learned learns from results/; and the SLURM profile's settings.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flooding.grid import Grid, GridError, expand_grid
-from flooding.learned import learn_runtimes
+from flooding.learned import learn_resources
 
 # As the Snakefile reads them: its `configfile:` and its schema; and the profile.
 WORKFLOW_CONFIG = Path("config/config.yaml")
@@ -57,9 +57,9 @@ def load_config(configfiles: Sequence[Path], root: Path) -> dict[str, Any]:
 
 
 def load_grid(config: Mapping[str, Any], results: Path) -> Grid:
-    """The grid the workflow would run, with the runtimes it would learn from results/."""
+    """The grid the workflow would run, with the resources it would learn from results/."""
     try:
-        return learn_runtimes(expand_grid(config), results)
+        return learn_resources(expand_grid(config), results)
     except GridError as error:
         raise InputError(str(error)) from None
 
@@ -70,3 +70,16 @@ def profile_setting(root: Path, name: str, default: int) -> int:
     if not path.is_file():
         return default
     return int(read_yaml_mapping(path, "profile").get(f"submitit-{name}", default))
+
+
+def profile_partition(root: Path) -> str | None:
+    """The partition the SLURM profile submits to (its default-resources'
+    slurm_partition, a mapping or a list of name=value), or None: the cluster's default."""
+    path = root / PROFILE
+    if not path.is_file():
+        return None
+    defaults = read_yaml_mapping(path, "profile").get("default-resources") or {}
+    if isinstance(defaults, list):
+        defaults = dict(str(item).split("=", 1) for item in defaults if "=" in str(item))
+    partition = defaults.get("slurm_partition")
+    return None if partition is None else str(partition).strip("'\"")

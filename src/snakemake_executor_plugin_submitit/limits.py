@@ -9,6 +9,11 @@
 Neither submitit nor sbatch splits an array to fit: the executor cuts its arrays at the
 smallest of these and its own `--submitit-max-array-size`, and names the limits when an
 sbatch call is refused anyway.
+
+- `MaxTime` of a partition (`scontrol show partition`): the longest time limit a job may
+  ask for there. A job asking more waits forever (or is refused, with
+  `EnforcePartLimits`); the executor cannot make a job shorter, so it is read for the
+  workflow's own planning (`flooding plan` checks the jobs against it).
 """
 
 from __future__ import annotations
@@ -82,3 +87,56 @@ def read_cluster_limits(scontrol: str = "scontrol", sacctmgr: str = "sacctmgr") 
         max_array_size=parse_max_array_size(config),
         max_submit_jobs=None if associations is None else parse_max_submit_jobs(associations),
     )
+
+
+@dataclass(frozen=True)
+class PartitionTime:
+    """A partition's time limit: the most minutes a job may ask for there."""
+
+    partition: str
+    max_minutes: int | None  # None: UNLIMITED
+
+
+def parse_time_limit(text: str) -> int | None:
+    """SLURM's [days-]hours:minutes:seconds (or minutes, minutes:seconds) in whole
+    minutes, rounded down; None for UNLIMITED or INFINITE."""
+    text = text.strip()
+    if text.upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    if len(parts) == 1:  # minutes
+        seconds = parts[0] * 60
+    elif len(parts) == 2:  # minutes:seconds
+        seconds = parts[0] * 60 + parts[1]
+    else:
+        seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    return (int(days or 0) * 86400 + seconds) // 60
+
+
+def parse_partitions(scontrol_partitions: str) -> dict[str, tuple[int | None, bool]]:
+    """`scontrol show partition --oneliner`: each partition's MaxTime in minutes (None:
+    unlimited) and whether it is the default one."""
+    partitions: dict[str, tuple[int | None, bool]] = {}
+    for line in scontrol_partitions.splitlines():
+        fields = dict(item.split("=", 1) for item in line.split() if "=" in item)
+        if "PartitionName" in fields and "MaxTime" in fields:
+            limit = parse_time_limit(fields["MaxTime"])
+            partitions[fields["PartitionName"]] = (limit, fields.get("Default") == "YES")
+    return partitions
+
+
+def read_partition_time(
+    partition: str | None = None, scontrol: str = "scontrol"
+) -> PartitionTime | None:
+    """The time limit of `partition` (None: the cluster's default partition) where a SLURM
+    answers here; None where none does or it has no such partition."""
+    output = _output([scontrol, "show", "partition", "--oneliner"])
+    if output is None:
+        return None
+    partitions = parse_partitions(output)
+    if partition is None:
+        partition = next((name for name, (_, default) in partitions.items() if default), None)
+    if partition not in partitions:
+        return None
+    return PartitionTime(partition, partitions[partition][0])

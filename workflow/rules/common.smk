@@ -21,7 +21,7 @@ OUTSIDE_VENV = (
 try:
     from flooding.finished import pack_targets
     from flooding.grid import expand_grid
-    from flooding.learned import learn_runtimes
+    from flooding.learned import learn_resources
     from flooding.packing import group_packs
     from flooding.search import SEARCH_FOLDER, read_decision, walk
     from flooding.schema import validate_workflow_config
@@ -54,8 +54,9 @@ validate_workflow_config(
     config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 )
 
-# Runs with `runtime_auto` ask for what their shape took last time (flooding.learned).
-GRID = learn_runtimes(expand_grid(config), Path("results"))
+# Runs with `runtime_auto` or `mem_auto` ask for what their shape used last time, and packs
+# longer than `max_runtime` are split (flooding.learned).
+GRID = learn_resources(expand_grid(config), Path("results"))
 # AdaFlood's auxiliary models, by their folder under results/aux/.
 AUX = GRID.aux
 # The efficiency account covers the jobs this invocation submits; a run on SLURM writes
