@@ -1,8 +1,9 @@
 """A pack against solo runs: wall time of N `flooding train` processes over one
 `flooding train-pack` of the same N runs, the pack both sequential and vectorised.
 
-The runs are the embedded default's digits MLP (config/config.yaml's training settings,
-weight decay 0, no augmentation, seed 0) at N flood levels, one thread each. The outputs
+The runs are the embedded default's MLP (config/config.yaml's training settings, weight
+decay 0, no augmentation, seed 0) on the digits, or with `--dataset gaussians` on its
+Gaussians (their own sizes, rate and epochs), at N flood levels, one thread each. The outputs
 are checked at the end: the sequential pack's equal the solo runs' bit for bit, the
 vectorised pack's at epochs 0 and 1 to float tolerance. Printed: the sequential pack's
 ratio, the vectorised pack's over the sequential one, and last `ratio X` = solo wall /
@@ -10,6 +11,7 @@ wall of the pack as `flooding train-pack` runs it by default (vectorised).
 
     python bench/bench_pack.py            # N = 8
     python bench/bench_pack.py --runs 4 --epochs 5
+    python bench/bench_pack.py --dataset gaussians --runs 5
     python bench/bench_pack.py --device cuda   # on a GPU (sequential packs equal solo runs
                                                # there only to tolerance, as GPUs sum in
                                                # any order)
@@ -35,13 +37,17 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOODING = [sys.executable, "-m", "flooding"]
 
 
-def configs(runs: int, epochs: int | None) -> list[RunConfig]:
-    training = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["training"]
+def configs(dataset: str, runs: int, epochs: int | None) -> list[RunConfig]:
+    """The default's MLP on `dataset`: the global training settings under its first entry
+    of that dataset's own (the Gaussians' sizes, rate and epochs)."""
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    entry = next(d for d in config["datasets"] if d["name"] == dataset)
+    training = config["training"] | entry.get("training", {})
     if epochs is not None:
         training["epochs"] = epochs
     levels = [round(0.02 * i, 2) for i in range(runs)]
     return [
-        RunConfig.from_dict({**training, "dataset": "digits", "arch": "mlp", "flood_level": b})
+        RunConfig.from_dict({**training, "dataset": dataset, "arch": "mlp", "flood_level": b})
         for b in levels
     ]
 
@@ -54,11 +60,14 @@ def timed(command: list[str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--dataset", default="digits", choices=("digits", "gaussians"), help="default: digits"
+    )
     parser.add_argument("--runs", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     args = parser.parse_args()
-    cfgs = configs(args.runs, args.epochs)
+    cfgs = configs(args.dataset, args.runs, args.epochs)
     runtime = ["--threads", "1", "--device", args.device]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -106,6 +106,22 @@ def test_a_pack_job_reads_its_spec_from_a_file_so_its_command_is_short(tmp_path:
         assert len(command) < 300 and '"runs"' not in command, command
 
 
+def test_a_pack_trains_its_stacks_as_its_config_says(tmp_path: Path) -> None:
+    """`pack: vectorise` reaches each pack's command: the default's Gaussians train one
+    run after another, the rest as stacked models."""
+    workdir = copy_workflow(tmp_path)
+    text = snakemake(workdir, "--dry-run", "--printshellcmds").stdout
+    flags = {}
+    for line in text.splitlines():
+        if found := re.search(r"--spec results/packs/(\S+)\.json .*(--(?:no-)?vectorise) ", line):
+            flags[found[1]] = found[2]
+    packs = {pack.name: pack for pack in shipped_grid("config").packs}
+    assert flags.keys() == packs.keys()
+    expected = {name: pack.runs[0].pack.vectorise for name, pack in packs.items()}
+    assert {name: flag == "--vectorise" for name, flag in flags.items()} == expected
+    assert set(expected.values()) == {True, False}  # the default uses both
+
+
 def test_outside_the_virtual_environment_the_workflow_says_so_in_one_line(tmp_path: Path) -> None:
     workdir = copy_workflow(tmp_path)
     # The venv's snakemake by its path, with the venv's bin not on PATH: no `flooding`.

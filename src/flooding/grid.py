@@ -261,7 +261,7 @@ def _dataset_runs(
             **_layered(config["resources"], arch.get("resources"), dataset.get("resources"))
         )
         packing = _layered(config["pack"], arch.get("pack"), dataset.get("pack"))
-        pack = PackSettings(tuple(packing["by"]), packing["max_runs"])
+        pack = PackSettings(tuple(packing["by"]), packing["max_runs"], packing["vectorise"])
         for *values, (method, varied), seed in itertools.product(
             *regularisers.values(), floods, config["seeds"]
         ):

@@ -33,10 +33,12 @@ class Resources:
 
 @dataclass(frozen=True)
 class PackSettings:
-    """How runs are grouped into jobs: by these axes, at most max_runs a job."""
+    """How runs are grouped into jobs: by these axes, at most max_runs a job, the runs
+    that can stack trained as one stacked model (vectorise) or one after another."""
 
     by: tuple[str, ...] = ()
     max_runs: int = 1
+    vectorise: bool = True
 
 
 @dataclass(frozen=True)

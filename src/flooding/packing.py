@@ -53,6 +53,12 @@ class Pack:
         return json.dumps({"runs": runs}, separators=(",", ":"))
 
     @property
+    def vectorise_option(self) -> str:
+        """How `flooding train-pack` trains the runs that can stack (config `pack.vectorise`;
+        the runs of a pack share their pack settings)."""
+        return "--vectorise" if self.runs[0].pack.vectorise else "--no-vectorise"
+
+    @property
     def aux_losses(self) -> list[str]:
         """The held-out losses its adaflood members read, each once."""
         return list(dict.fromkeys(r.aux_losses for r in self.runs if r.aux_losses))

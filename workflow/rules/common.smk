@@ -297,6 +297,10 @@ def pack_spec(wildcards):
     return lookup_pack(wildcards.pack).spec
 
 
+def pack_vectorise_option(wildcards):
+    return lookup_pack(wildcards.pack).vectorise_option
+
+
 def pack_resource(name):
     def per_pack(wildcards):
         return getattr(lookup_pack(wildcards.pack).resources, name)

@@ -45,7 +45,8 @@ rule pack_spec:
 
 
 # One job per pack: several runs trained by one process (see the config's `pack`); those
-# that differ only in flood level or method train as one stacked model (docs/packs.md).
+# that differ only in flood level or method train as one stacked model unless the
+# config's `pack: vectorise` is false (docs/packs.md).
 # The pack's name ends in a digest of its members' folders and configs, so a changed
 # member set is a new job; the engine skips members already finished with the same
 # config, so only new or changed runs train. The output is a marker, not the members'
@@ -69,6 +70,8 @@ rule train_pack:
         gpu=pack_resource("gpu"),
     params:
         data_root=data_root_option,
+        vectorise=pack_vectorise_option,
     shell:
-        "flooding train-pack --spec {input.spec} {params.data_root} --threads {threads}"
+        "flooding train-pack --spec {input.spec} {params.data_root} {params.vectorise}"
+        " --threads {threads}"
         " --record-failure > {log} 2>&1"
