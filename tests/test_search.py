@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from test_workflow import shipped_grid
 
+from flooding import cli
 from flooding import search as S
 from flooding.grid import GridError, expand_grid
 from flooding.metrics import METRICS_FILE, RUN_FILE
@@ -220,6 +221,29 @@ def test_decide_round_reads_the_runs_and_writes_its_decision(tmp_path: Path) -> 
     assert decision.levels == {"flood": [0.4, 0.54]}
     assert S.read_decision(tmp_path / "search" / "round1.json") == decision
     assert decision.tried == {"flood": [(0.0, 0.75)]}
+
+
+def test_a_search_reads_back_from_its_file_as_the_grid_made_it() -> None:
+    for search in [*shipped_grid("config").searches, search_of(("flood", "iflood"), rounds=2)]:
+        assert S.Search.from_json(search.to_json()) == search
+
+
+def test_the_search_round_command_decides_from_the_searchs_file(tmp_path: Path) -> None:
+    """What the workflow's search_round job runs: the same decision as in-process, into
+    the folder of the search's file; a second method's levels come out apart."""
+    search = search_of(("flood", "iflood"), initial=2)
+    runs, folder = tmp_path / "runs", tmp_path / "search"
+    write_run(runs / search.baselines[0].path, [0.66, 0.5, 0.3, 0.1], [0.5, 0.7, 0.8, 0.75])
+    write_run(runs / search.baselines[1].path, [0.70, 0.5, 0.5, 0.1], [0.5, 0.7, 0.9, 0.75])
+    folder.mkdir()
+    (folder / "search.json").write_text(search.to_json())
+    argv = ["search-round", "--search", str(folder / "search.json"), "--round", "1"]
+    assert cli.main([*argv, "--runs", str(runs)]) == 0
+    expected = S.decide_round(search, 1, runs, tmp_path / "in-process")
+    assert S.read_decision(folder / "round1.json") == expected
+    assert expected.levels == {"flood": [0.4, 0.54], "iflood": [0.4, 0.54]}
+    # Without the b = 0 runs there is nothing to decide from: one line, exit 2.
+    assert cli.main([*argv, "--runs", str(tmp_path / "none")]) == 2
 
 
 def test_run_measures_of_a_failed_run_are_missing(tmp_path: Path) -> None:

@@ -89,10 +89,12 @@ def test_default_config_plans_the_whole_pipeline_in_packs_without_downloads(
     # then in one table for the report.
     folds = sum(len(aux.folds) for aux in grid.aux.values())
     planned |= {"train_aux": folds, "gather_aux": len(grid.aux), "aux_table": 1}
-    # The searches for b: what is known before any run is each one's first decision (its
-    # later rounds appear as the runs finish), its table, and the table of all of them.
+    # The searches for b: what is known before any run is each one's file and first
+    # decision (its later rounds appear as the runs finish), its table, and the table of
+    # all of them.
     searches = len(grid.searches)
-    planned |= {"search_round": searches, "search_rounds": searches, "search_table": 1}
+    planned |= {"search_spec": searches, "search_round": searches, "search_rounds": searches}
+    planned |= {"search_table": 1}
     assert planned_counts(workdir) == planned
 
 

@@ -30,6 +30,9 @@ COMMANDS = {
     "train-aux": "train one auxiliary fold model of an adaflood run; write its held-out losses",
     "gather-aux": "gather the auxiliary folds' held-out losses into one file (adaflood)",
     "reproduce": "retrain a finished run along its recorded float path and compare",
+    "search-round": "decide a round of a search for b from the runs of the rounds before it",
+    "search-rounds": "one finished search's rounds as a table",
+    "search-table": "every search's rounds as one table",
 }
 DATA_ROOT_ENV = "FLOODING_DATA_ROOT"
 
@@ -276,6 +279,40 @@ def gather_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def search_main(command: str, argv: Sequence[str]) -> int:
+    """`flooding search-round`, `search-rounds`, `search-table`: the jobs of a search for b
+    (flooding.search), each from the search's file that the workflow writes
+    (results/search/<setting>/search.json); what they decide or tabulate goes beside it."""
+    parser = argparse.ArgumentParser(
+        prog=f"flooding {command}", description=COMMANDS[command], allow_abbrev=False
+    )
+    if command == "search-table":
+        parser.add_argument("parts", type=Path, nargs="*", help="each search's rounds.parquet")
+    else:
+        parser.add_argument("--search", type=Path, required=True, metavar="FILE")
+    if command == "search-round":
+        parser.add_argument("--round", type=int, required=True, metavar="R")
+        parser.add_argument("--runs", type=Path, default=Path("results/runs"), metavar="DIR")
+    else:
+        parser.add_argument("--out", type=Path, required=True, metavar="FILE")
+    args = parser.parse_args(list(argv))
+    from flooding import search
+
+    try:
+        if command == "search-table":
+            print(search.write_search_table(args.parts, args.out))
+            return 0
+        found, folder = search.read_search(args.search), args.search.parent
+        if command == "search-round":
+            print(search.decide_round(found, args.round, args.runs, folder).describe())
+        else:
+            print(search.write_rounds(found, folder, args.out))
+    except (OSError, search.SearchError) as exc:  # a missing file; no b = 0 run to decide from
+        print(f"flooding {command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def pack_main(argv: Sequence[str]) -> int:
     """`flooding train-pack`: exit codes as `flooding train`'s, and 1 when a member raised
     without --record-failure (the other members were trained)."""
@@ -361,6 +398,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return gather_main(rest)
     if command == "reproduce":
         return reproduce_main(rest)
+    if command.startswith("search-") and command in COMMANDS:
+        return search_main(command, rest)
     if command == "download":
         return download_main(rest)
     if command == "aggregate":

@@ -20,7 +20,7 @@ every flood method of it, over all seeds:
 Every decision is a small JSON file, results/search/<setting>/round<r>.json, written by
 the workflow's checkpoint once the previous round's runs have finished; the runs
 themselves are ordinary runs (flooding.grid), their folders named by level as any
-other's. Nothing here imports torch: the workflow decides in its own process.
+other's. Nothing here imports torch: a decision is a light `flooding search-round` process.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from flooding.atomic import atomic_write
-from flooding.jobs import Run, format_number
+from flooding.config import RunConfig
+from flooding.jobs import PackSettings, Resources, Run, format_number
 from flooding.validation import Range
 
 # Levels are rounded to this many decimals, so that run folders read well (flood0.2346)
@@ -110,6 +111,24 @@ class Search:
     def decision_path(self, round_: int) -> str:
         return f"{SEARCH_FOLDER}/{self.name}/round{round_}.json"
 
+    def to_json(self) -> str:
+        """The search as JSON (from_json), the file from which its jobs decide and tabulate
+        its rounds in processes of their own."""
+        data = dataclasses.asdict(self) | {"baselines": [_run_record(r) for r in self.baselines]}
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Search:
+        data = json.loads(text)
+        return cls(
+            name=data["name"],
+            methods=tuple(data["methods"]),
+            baselines=tuple(_run_from_record(r) for r in data["baselines"]),
+            listed=tuple(data["listed"]),
+            plan=SearchPlan(**data["plan"]),
+            num_classes=data["num_classes"],
+        )
+
     def runs(self, levels: Mapping[str, Sequence[float]]) -> list[Run]:
         """The runs of these levels per method, for every seed, as the grid names them."""
         runs = []
@@ -121,6 +140,25 @@ class Search:
                     path = "/".join([*head, f"{method}{format_number(level)}", f"seed{cfg.seed}"])
                     runs.append(dataclasses.replace(base, path=path, config=cfg))
         return runs
+
+
+def _run_record(run: Run) -> dict[str, Any]:
+    return dataclasses.asdict(run) | {"config": run.config.to_dict()}
+
+
+def _run_from_record(record: dict[str, Any]) -> Run:
+    pack = record["pack"] | {"by": tuple(record["pack"]["by"])}
+    return Run(
+        path=record["path"],
+        config=RunConfig.from_dict(record["config"]),
+        resources=Resources(**record["resources"]),
+        pack=PackSettings(**pack),
+        aux=record["aux"],
+    )
+
+
+def read_search(path: str | Path) -> Search:
+    return Search.from_json(Path(path).read_text())
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -191,15 +190,9 @@ def search_round_input(wildcards):
     return [previous, *run_targets(runs)]
 
 
-def search_settings(wildcards):
-    """What a search's decisions are made with: a change of plan, methods or seeds (not
-    of the runs' own settings, which retrain the runs) decides again."""
-    search = GRID.searches_by_name[wildcards.search]
-    return {
-        "plan": asdict(search.plan),
-        "methods": search.methods,
-        "seeds": search.seeds,
-    }
+def search_spec(wildcards):
+    """The search as the file its jobs read (flooding.search.Search.to_json)."""
+    return GRID.searches_by_name[wildcards.search].to_json()
 
 
 def search_tables():
@@ -329,32 +322,6 @@ def train_resource(name):
         return getattr(lookup_run(wildcards.run).resources, name)
 
     return per_run
-
-
-def decide(name, round_, output, log):
-    """The search_round job: decide the round, write its file and a line a method."""
-    from flooding.search import decide_round
-
-    search, folder = GRID.searches_by_name[name], Path(output).parent
-    decision = decide_round(search, round_, Path("results/runs"), folder)
-    Path(log).write_text(f"{decision.describe()}\n")
-
-
-def search_rounds(name, output, log):
-    """The search_rounds job: one finished search's table of rounds."""
-    from flooding.search import write_rounds
-
-    search = GRID.searches_by_name[name]
-    folder = Path(SEARCH_FOLDER, search.name)
-    Path(log).write_text(f"{write_rounds(search, folder, Path(output))}\n")
-
-
-def search_table(output, log):
-    """The search_table job: every search's rounds as one table."""
-    from flooding.search import write_search_table
-
-    parts = [Path(path) for path in search_tables()]
-    Path(log).write_text(f"{write_search_table(parts, Path(output))}\n")
 
 
 def aggregate(metrics, summary, log):

@@ -2,9 +2,32 @@
 # round of each searched setting, made from the runs of the rounds before it. A
 # checkpoint: once a decision is written Snakemake evaluates the workflow again, so the
 # round's runs (ordinary runs and packs, through the rules of train.smk) appear then.
+#
+# The search itself (its plan, methods, seeds and b = 0 runs) is a file rendered here,
+# which the decisions read in a `flooding` process of their own: a `run:` job would load
+# this whole workflow again in a new Snakemake process, each round. A change of plan,
+# methods or seeds rewrites the file and so decides again.
+rule search_spec:
+    input:
+        # ancient: a checkout that touches the template must not decide every search again.
+        ancient("workflow/templates/search.json.j2"),
+    output:
+        "results/search/{search}/search.json",
+    log:
+        "results/search/{search}/search.log",
+    wildcard_constraints:
+        search="[^/]+/[^/]+/[^/]+",
+    localrule: True
+    params:
+        spec=search_spec,
+    template_engine:
+        "jinja2"
+
+
 checkpoint search_round:
     input:
-        search_round_input,
+        search="results/search/{search}/search.json",
+        runs=search_round_input,
     output:
         "results/search/{search}/round{round}.json",
     log:
@@ -13,17 +36,18 @@ checkpoint search_round:
         search="[^/]+/[^/]+/[^/]+",
         round="[0-9]+",
     localrule: True
-    params:
-        settings=search_settings,
-    run:
-        decide(wildcards.search, int(wildcards.round), output[0], log[0])
+    conda:
+        "../../envs/flooding.yaml"
+    shell:
+        "flooding search-round --search {input.search} --round {wildcards.round} > {log} 2>&1"
 
 
 # A finished search: its rounds as a table, once its last decision is written (one rule
 # a search, so that the searches' rounds run side by side).
 rule search_rounds:
     input:
-        search_outputs,
+        search="results/search/{search}/search.json",
+        decisions=search_outputs,
     output:
         "results/search/{search}/rounds.parquet",
     log:
@@ -31,8 +55,10 @@ rule search_rounds:
     wildcard_constraints:
         search="[^/]+/[^/]+/[^/]+",
     localrule: True
-    run:
-        search_rounds(wildcards.search, output[0], log[0])
+    conda:
+        "../../envs/flooding.yaml"
+    shell:
+        "flooding search-rounds --search {input.search} --out {output} > {log} 2>&1"
 
 
 # Every search's rounds as one table, for the report (empty when nothing is searched).
@@ -44,5 +70,7 @@ rule search_table:
     log:
         "results/logs/search.log",
     localrule: True
-    run:
-        search_table(output[0], log[0])
+    conda:
+        "../../envs/flooding.yaml"
+    shell:
+        "flooding search-table {input} --out {output} > {log} 2>&1"
