@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/calibrate.smk"
 
 
 rule all:

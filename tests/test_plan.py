@@ -134,7 +134,10 @@ def test_a_shape_without_a_timing_makes_the_hours_unknown() -> None:
     assert plan.lines[0].expected.cpu is not None
     assert plan.lines[1].expected == plan.total.expected == Hours(None, None)
     text = render(plan)
-    assert "unknown (no finished run; flooding plan --calibrate)" in text
+    assert (
+        "unknown (no finished run; flooding plan --calibrate, or on the cluster: "
+        "snakemake --profile slurm calibrate)"
+    ) in text
     assert text.splitlines()[-1] == "jobs 9, arrays 2, gpu-hours 6.0, cpu-hours 18.0"
 
 
@@ -331,7 +334,11 @@ def test_plan_command_prints_counts_and_unknown_hours(
     [
         (["--configfile", "nowhere.yaml"], "--configfile nowhere.yaml: no such file"),
         (["--concurrent", "0"], "--concurrent 0: must be at least 1"),
-        (["--configfile", "config/paper.yaml", "--calibrate"], "this machine has no CUDA"),
+        (
+            ["--configfile", "config/paper.yaml", "--calibrate"],
+            "this machine has no CUDA device; calibrate on a GPU node, or as jobs on the "
+            "cluster: snakemake --profile slurm calibrate",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

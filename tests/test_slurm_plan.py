@@ -6,6 +6,8 @@
   efficiency account exists, with used runtime and memory for every job.
 - With the cluster's MaxArraySize lowered to 5, a 12-task array goes as 5 + 5 + 2,
   whatever the profile says, and every task writes its output.
+- `snakemake --profile slurm calibrate` sends the calibration of config/ci.yaml's two
+  shapes as one job array, and `flooding plan` then has the hours.
 
 Opt-in, like tests/test_slurm_e2e.py (whose cluster fixture and helpers these reuse).
 """
@@ -32,6 +34,7 @@ from test_slurm_e2e import (  # noqa: F401 (slurm_cluster is a fixture)
 )
 
 from flooding.plan import hours_text
+from flooding.timing import read_calibration
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -201,3 +204,33 @@ def test_arrays_are_cut_at_the_clusters_max_array_size(
     assert sorted(sizes.values(), reverse=True) == [5, 5, 2], jobs
     for i in range(12):
         assert (tmp_path / "out" / f"{i}.txt").read_text() == f"{i}\n"
+
+
+def test_the_calibration_goes_to_the_cluster_as_one_array(
+    slurm_cluster: datetime,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    workflow = copy_workflow(tmp_path)
+    env = snakemake_env()
+    run = start_snakemake(workflow, "calibrate", env, "calibrate", "--configfile", "config/ci.yaml")
+    assert run.wait(timeout_s=600) == 0, run.output
+    jobs = allocations(slurm_cluster, workflow)
+    # Two shapes (spiral, gaussians) asking for the same: two tasks of one array, each
+    # asking for the runs' 5 minutes.
+    assert len(jobs) == 2 and len({job.array_id for job in jobs}) == 1, jobs
+    assert {job.time_limit_min for job in jobs} == {5}
+    calibration = read_calibration(workflow / "results")
+    assert len(calibration.timings) == 2 and calibration.startup_s is not None
+    plan = subprocess.run(
+        [str(VENV_BIN / "flooding"), "plan", "--configfile", "config/ci.yaml"],
+        cwd=workflow,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "unknown" not in plan, plan
+    again = start_snakemake(
+        workflow, "again", env, "calibrate", "--configfile", "config/ci.yaml", "--dry-run"
+    )
+    assert again.wait(timeout_s=120) == 0 and "Nothing to be done" in again.output

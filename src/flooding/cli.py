@@ -26,6 +26,7 @@ COMMANDS = {
     "report": "build the HTML report from the aggregated results",
     "docs": "write the reference pages of docs/ (config keys, outputs, datasets) from the code",
     "plan": "what a grid will cost on a cluster: jobs, arrays, CPU- and GPU-hours",
+    "calibrate-shape": "time a few epochs of one run's shape; write the timing to --out (JSON)",
     "efficiency": "what the last cluster run's jobs asked for against what they used (sacct)",
     "train-aux": "train one auxiliary fold model of an adaflood run; write its held-out losses",
     "gather-aux": "gather the auxiliary folds' held-out losses into one file (adaflood)",
@@ -262,6 +263,28 @@ def aux_main(argv: Sequence[str]) -> int:
         return 2
 
 
+def calibrate_shape_main(argv: Sequence[str]) -> int:
+    """`flooding calibrate-shape`: the options of `flooding train` (a run of the shape),
+    --device cpu or cuda, and --out FILE; exit 0 when the outcome is written, measured or
+    not (the file says why not), 2 on a usage or config error."""
+    if "-h" in argv or "--help" in argv:
+        print(
+            "flooding calibrate-shape --device cpu|cuda --out FILE [flooding train options]: "
+            + COMMANDS["calibrate-shape"]
+        )
+    try:
+        cfg, runtime = parse_train_args(argv)
+        if runtime.device not in ("cpu", "cuda"):
+            raise ConfigError("device", runtime.device, "cpu or cuda, the device kind of the shape")
+    except ConfigError as exc:
+        print(f"flooding calibrate-shape: error: {exc}", file=sys.stderr)
+        return 2
+    from flooding.calibrate import calibrate_shape
+
+    print(calibrate_shape(cfg, runtime.device, runtime.threads, runtime.data_root, runtime.out))
+    return 0
+
+
 def gather_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="flooding gather-aux", description=COMMANDS["gather-aux"], allow_abbrev=False
@@ -378,7 +401,8 @@ def reproduce_main(argv: Sequence[str]) -> int:
 
 def _usage() -> str:
     lines = ["usage: flooding COMMAND [options]   (flooding COMMAND --help for its options)", ""]
-    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {text}" for name, text in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -418,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flooding.plan import main as plan_main
 
         return plan_main(rest)
+    if command == "calibrate-shape":
+        return calibrate_shape_main(rest)
     if command == "efficiency":
         from flooding.efficiency import main as efficiency_main
 

@@ -316,7 +316,10 @@ def render(plan: Plan) -> str:
     ]
     for shape, (runs, timing) in sorted(plan.shapes.items()):
         if timing is None:
-            where = f"{UNKNOWN} (no finished run; flooding plan --calibrate)"
+            where = (
+                f"{UNKNOWN} (no finished run; flooding plan --calibrate, or on the cluster: "
+                "snakemake --profile slurm calibrate)"
+            )
         elif timing.source == "results":
             where = f"{timing.epoch_s:.3g} s (median of {timing.runs} finished runs)"
         else:

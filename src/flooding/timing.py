@@ -62,6 +62,17 @@ class Shape:
         augment = " augmented" if self.augment else ""
         return f"{self.dataset}{sizes} {arch} batch {self.batch_size}{augment} on {self.device}"
 
+    @property
+    def name(self) -> str:
+        """Every field, readable and fit for a file name: mnist-mlp2x1000-batch200-cuda."""
+        mlp = self.arch == "mlp"
+        parts = [self.dataset]
+        if self.train_size or self.test_size:
+            parts += [f"train{self.train_size or 'default'}", f"test{self.test_size or 'default'}"]
+        parts += [f"{self.arch}{self.mlp_depth}x{self.mlp_width}" if mlp else self.arch]
+        parts += [f"batch{self.batch_size}", *(["augment"] if self.augment else []), self.device]
+        return "-".join(parts)
+
 
 def shape_of(cfg: RunConfig, device: str) -> Shape:
     mlp = cfg.arch == "mlp"

@@ -1,6 +1,7 @@
 # Load-time work: validate the config (filling in the schema's defaults), expand the grid,
 # and answer Snakemake's per-job questions by looking the run up. The logic is in
 # flooding.grid, where it is unit-tested; nothing here imports torch.
+import functools
 import re
 import shlex
 import shutil
@@ -20,7 +21,7 @@ OUTSIDE_VENV = (
 try:
     from flooding.finished import pack_targets
     from flooding.grid import expand_grid
-    from flooding.learned import learn_resources
+    from flooding.learned import device_of, learn_resources
     from flooding.packing import group_packs
     from flooding.search import SEARCH_FOLDER, read_decision, walk
     from flooding.schema import validate_workflow_config
@@ -362,3 +363,72 @@ def efficiency_account():
         print(write_account(Path(settings.folder), Path(EFFICIENCY), since=STARTED))
     except EfficiencyError as error:
         print(f"No efficiency account: {error}")
+
+
+# `snakemake calibrate` (workflow/rules/calibrate.smk): the logic is in flooding.calibrate.
+CALIBRATION_CACHE = "results/calibration.json"
+
+
+@functools.cache
+def uncalibrated():
+    """The shapes nothing under results/ has measured, each with the run to time; read
+    only when the calibration is asked for."""
+    from flooding.calibrate import shapes_to_calibrate
+
+    return shapes_to_calibrate(GRID, Path("results"))
+
+
+@functools.cache
+def shape_runs_by_name():
+    from flooding.calibrate import shape_runs
+
+    return {shape.name: run for shape, run in shape_runs(GRID.runs).items()}
+
+
+def calibration_target(wildcards):
+    """The gathered timings of the shapes left to time; or, with none left, the cache."""
+    return (
+        ["results/calibration/gathered.done"] if uncalibrated() else [CALIBRATION_CACHE]
+    )
+
+
+def calibration_files(wildcards):
+    return [f"results/calibration/{shape.name}.json" for shape in uncalibrated()]
+
+
+def calibration_run(wildcards):
+    return shape_runs_by_name()[wildcards.shape]
+
+
+def calibration_data(wildcards):
+    dataset = calibration_run(wildcards).download
+    return [download_marker(dataset)] if dataset else []
+
+
+def calibration_options(wildcards):
+    return calibration_run(wildcards).options
+
+
+def calibration_device(wildcards):
+    return device_of(calibration_run(wildcards))
+
+
+def calibration_resource(name):
+    def per_shape(wildcards):
+        from flooding.calibrate import job_resources
+
+        return getattr(job_resources(calibration_run(wildcards).resources), name)
+
+    return per_shape
+
+
+def gather_timings(files, log):
+    """The gather_calibration job: the jobs' timings into the cache, and a job's
+    start-up timed here as `flooding plan --calibrate` times it."""
+    from flooding.calibrate import gather_calibration
+    from flooding.plan import grid_jobs, workflow_load_command
+
+    load = workflow_load_command(workflow.overwrite_configfiles, grid_jobs(GRID)[0])
+    account = gather_calibration([Path(f) for f in files], Path("results"), load)
+    Path(log).write_text(f"{account}\n")
+    print(account)
