@@ -98,9 +98,11 @@ def test_a_search_killed_half_way_continues_where_it_stopped(tmp_path: Path) -> 
     config["datasets"] = config["datasets"][1:]
     workdir = copy_workflow(tmp_path, config)
     folder = workdir / "results/search/gaussians-noise0.2/mlp/wd0-aug0"
-    # Killed once round 1 is decided: its runs are about to train (a job's start alone,
-    # importing torch, takes longer than the poll).
-    killed_when(workdir, lambda: (folder / "round1.json").exists())
+    # Killed once round 1 is decided and its runs planned (their pack's spec written):
+    # they are about to train (a job's start alone, importing torch, takes longer than
+    # the poll).
+    packs = workdir / "results/packs/gaussians-noise0.2"
+    killed_when(workdir, lambda: any(packs.glob("**/*.json")))
     first = (folder / "round1.json").stat().st_mtime_ns
     baseline = gaussians_runs(workdir)
     assert list(baseline) == ["gaussians-noise0.2/mlp/wd0-aug0/flood0/seed0"]
