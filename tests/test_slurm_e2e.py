@@ -4,7 +4,8 @@ A session fixture starts a single-node cluster with cluster/start.sh (two fake G
 through slurmdbd). Snakemake then runs from temporary folders, each with its own copy of
 the profile, site settings pointed at the local partition:
 
-- the workflow on config/ci.yaml (twice: the second submits nothing);
+- the workflow on config/ci.yaml (three times: the second submits nothing and only
+  rebuilds the report with the first's efficiency account, the third does nothing);
 - at the same time, a small workflow of scenarios: jobs that succeed, one that fails, one
   that sbatch refuses, and one that reaches its 1-minute time limit and must be requeued
   to resume from its checkpoint;
@@ -280,6 +281,8 @@ class Results:
     second_returncode: int
     jobs_before_second: list[SacctRow]
     jobs_after_second: list[SacctRow]
+    third: Run
+    third_returncode: int
     sacct_calls: list[float]
     scenarios: Path
     scenario_run: Run
@@ -318,6 +321,9 @@ def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -
     jobs_before_second = sacct_rows(slurm_cluster, workflow)
     second = start_snakemake(workflow, "second", workflow_env, "--configfile", "config/ci-gpu.yaml")
     second_returncode = second.wait(timeout_s=120)
+    jobs_after_second = sacct_rows(slurm_cluster, workflow)
+    third = start_snakemake(workflow, "third", workflow_env, "--configfile", "config/ci-gpu.yaml")
+    third_returncode = third.wait(timeout_s=120)
     scenario_returncode = scenario_run.wait(timeout_s=400)
     calls = sacct_log.read_text().split() if sacct_log.exists() else []
     return Results(
@@ -329,7 +335,9 @@ def results(slurm_cluster: datetime, tmp_path_factory: pytest.TempPathFactory) -
         second=second,
         second_returncode=second_returncode,
         jobs_before_second=jobs_before_second,
-        jobs_after_second=sacct_rows(slurm_cluster, workflow),
+        jobs_after_second=jobs_after_second,
+        third=third,
+        third_returncode=third_returncode,
         sacct_calls=[float(call) for call in calls],
         scenarios=scenarios,
         scenario_run=scenario_run,
@@ -372,9 +380,18 @@ def test_workflow_outputs_are_complete(results: Results) -> None:
 
 
 def test_second_invocation_submits_nothing(results: Results) -> None:
+    """The first run's efficiency account is written after its report: the second run
+    rebuilds the report with it, on the submitting node, and submits nothing; a third has
+    nothing to do."""
     assert results.second_returncode == 0, results.second.output
-    assert "Nothing to be done" in results.second.output
     assert results.jobs_after_second == results.jobs_before_second
+    stats = results.second.output.split("Job stats:")[1].split("\n\n")[0]
+    ran = {row.split()[0] for row in stats.splitlines()[3:]} - {"total"}
+    assert ran == {"report", "all"}, stats
+    assert "cluster jobs" in (results.workflow / "reports" / "report.html").read_text().lower()
+    assert results.third_returncode == 0, results.third.output
+    assert "Nothing to be done" in results.third.output
+    assert sacct_rows(results.since, results.workflow) == results.jobs_before_second
 
 
 def test_status_checks_are_one_sacct_query_each_and_never_closer_than_the_first(
