@@ -322,11 +322,14 @@ def test_plan_command_prints_counts_and_unknown_hours(
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     # The runs of flood, iflood and adaflood (its three gammas; the plan does not count the
-    # auxiliary models' jobs).
-    assert lines[-1] == "jobs 1944, arrays 4, gpu-hours 13,824.0, cpu-hours 58,176.0"
+    # auxiliary models' jobs); the 28x28 benchmarks' MLPs in packs of a seed's 24 flood
+    # settings, one GPU each.
+    assert lines[-1] == "jobs 1116, arrays 4, gpu-hours 10,800.0, cpu-hours 46,080.0"
     total = next(line for line in lines if line.startswith("total"))
-    assert total.split()[1:4] == ["3,168", "1,944", "4"]
+    assert total.split()[1:4] == ["3,168", "1,116", "4"]
     assert total.split()[-2:] == ["unknown", "unknown"]
+    mnist = next(line for line in lines if line.startswith("mnist / mlp2x1000"))
+    assert mnist.split()[3:6] == ["288", "12", "1"]
 
 
 @pytest.mark.parametrize(
