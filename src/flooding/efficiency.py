@@ -35,6 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from flooding.memory import EFFICIENCY_TABLE
 from snakemake_executor_plugin_submitit.accounting import (
     LEDGER,
     AccountingError,
@@ -45,7 +46,7 @@ from snakemake_executor_plugin_submitit.accounting import (
 )
 
 DEFAULT_FOLDER = Path(".snakemake/submitit")
-DEFAULT_OUT = Path("results/efficiency.parquet")
+DEFAULT_OUT = Path("results", EFFICIENCY_TABLE)
 RECORDED = "recorded"
 NOT_RECORDED = "not recorded"
 

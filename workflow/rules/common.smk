@@ -22,6 +22,7 @@ try:
     from flooding.finished import pack_targets
     from flooding.grid import expand_grid
     from flooding.learned import device_of, learn_resources
+    from flooding.memory import EFFICIENCY_TABLE
     from flooding.packing import group_packs
     from flooding.search import SEARCH_FOLDER, read_decision, walk
     from flooding.schema import validate_workflow_config
@@ -62,7 +63,7 @@ AUX = GRID.aux
 # The efficiency account covers the jobs this invocation submits; a run on SLURM writes
 # it here at its end, a local run never does.
 STARTED = time.time()
-EFFICIENCY = "results/efficiency.parquet"
+EFFICIENCY = f"results/{EFFICIENCY_TABLE}"
 
 
 # Only the datasets this grid reads from the data root can be downloaded ("(?!)" matches
