@@ -38,19 +38,20 @@ def evaluate(
     correct: list[list[torch.Tensor]] = []
     for start in range(0, len(x), EVAL_BATCH):
         end = start + EVAL_BATCH
-        with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
+        with setup.autocast():
             logits = forward(x[start:end])
-        logits = logits.float()
-        predicted = logits.argmax(dim=2)
+        # cross_entropy is nll_loss of log_softmax: taken once, it serves every label set.
+        log_probs = F.log_softmax(logits.float(), dim=2)
+        predicted = log_probs.argmax(dim=2)
         if not loss:  # the sums start here, once the number of members is known
             zero_loss = torch.zeros((), dtype=torch.float64, device=device)
             zero_count = torch.zeros((), dtype=torch.int64, device=device)
             loss = [[zero_loss] * len(labels) for _ in logits]
             correct = [[zero_count] * len(labels) for _ in logits]
-        for m, member_logits in enumerate(logits):
+        for m, member_log_probs in enumerate(log_probs):
             for i, y in enumerate(labels):
                 batch = y[start:end]
-                loss[m][i] = loss[m][i] + F.cross_entropy(member_logits, batch, reduction="sum")
+                loss[m][i] = loss[m][i] + F.nll_loss(member_log_probs, batch, reduction="sum")
                 correct[m][i] = correct[m][i] + (predicted[m] == batch).sum()
     n = len(x)
     return [
@@ -62,10 +63,20 @@ def evaluate(
 def scores(setup: Setup, forward: Forward) -> list[Scores]:
     """Every split's scores, per member of the forward (in eval mode: the caller's job)."""
     d, x = setup.data, setup.x
-    train = evaluate(setup, forward, x["train"], [d.y_train, d.y_train_clean])
-    val = evaluate(setup, forward, x["val"], [d.y_val, d.y_val_clean])
+    train = _noisy_and_clean(setup, forward, x["train"], d.y_train, d.y_train_clean)
+    val = _noisy_and_clean(setup, forward, x["val"], d.y_val, d.y_val_clean)
     test = evaluate(setup, forward, x["test"], [d.y_test])
     return [{"train": t, "val": v, "test": e} for t, v, e in zip(train, val, test, strict=True)]
+
+
+def _noisy_and_clean(
+    setup: Setup, forward: Forward, x: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor
+) -> list[list[tuple[float, float]]]:
+    """The scores on the noisy and the clean labels; without label noise they are the same
+    labels, scored once."""
+    if noisy is clean or torch.equal(noisy, clean):
+        return [scored * 2 for scored in evaluate(setup, forward, x, [noisy])]
+    return evaluate(setup, forward, x, [noisy, clean])
 
 
 def epoch_row(

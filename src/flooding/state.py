@@ -3,6 +3,7 @@ also its checkpoint), with the schedule and batching both depend on."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -67,6 +68,13 @@ class Setup:
         }
         bounds = batch_bounds(len(data.y_train), cfg.batch_size)
         return cls(cfg, runtime, data, device, x, layout, bounds, runtime.bf16 and cuda)
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        """bf16 autocast where the run uses it; otherwise no context at all, which spares
+        each batch entering and leaving a disabled one."""
+        if self.bf16:
+            return torch.autocast(self.device.type, torch.bfloat16)
+        return contextlib.nullcontext()
 
 
 @dataclass(eq=False)

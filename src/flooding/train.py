@@ -29,7 +29,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -79,6 +79,11 @@ class Trainer(Protocol):
         """Logits [members, n, classes] of inputs x shared by every member."""
         ...
 
+    def member_logits(self, x: torch.Tensor) -> Sequence[torch.Tensor]:
+        """The same logits as one [n, classes] tensor per member, for training: a run
+        alone then backpropagates through no stacking view."""
+        ...
+
     def grad_norms(self) -> torch.Tensor:
         """Each member's global L2 norm of its gradients, [members]."""
         ...
@@ -110,6 +115,9 @@ class Single:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x).unsqueeze(0)
 
+    def member_logits(self, x: torch.Tensor) -> Sequence[torch.Tensor]:
+        return [self.module(x)]
+
     @functools.cached_property
     def params(self) -> list[torch.Tensor]:
         """The optimised parameters, listed once rather than every batch."""
@@ -117,7 +125,10 @@ class Single:
 
     def grad_norms(self) -> torch.Tensor:
         grads = [p.grad for p in self.params if p.grad is not None]
-        return torch.nn.utils.get_total_norm(grads).reshape(1)
+        # What torch.nn.utils.get_total_norm computes for one device and dtype, without
+        # its grouping of the tensors by both, which costs more than the norms of a
+        # small model.
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).reshape(1)
 
     def hand_back(self) -> None:
         pass  # the state's model is the one trained
@@ -193,15 +204,15 @@ def train_epoch(trainer: Trainer, stop: SignalFlag) -> bool:
         sums = {k: torch.stack([s.epoch_sums[k] for s in states]).to(device) for k in SUMS}
     for b in range(lead.batches_done, len(setup.bounds)):
         index, x = epoch.batch(setup, b)
-        with torch.autocast(device.type, torch.bfloat16, enabled=setup.bf16):
-            logits = trainer.forward(x)
+        with setup.autocast():
+            logits = trainer.member_logits(x)
         y = data.y_train[index]
         aux = [None if s.aux_loss is None else s.aux_loss[index] for s in setups]
         results = [flooded_loss(logits[m], y, c, aux[m]) for m, c in enumerate(configs)]
         pairs = list(zip(results, configs, strict=True))
         trainer.optimizer.zero_grad(set_to_none=True)
         # The members' parameters are disjoint: the gradient of the sum is each one's own.
-        per_member([r.loss for r in results]).sum().backward()
+        total(per_member([r.loss for r in results])).backward()
         sums["grad_norm"] += trainer.grad_norms()
         optimizer_step(trainer.optimizer)
         sums["batch_loss"] += per_member([r.unflooded for r in results])
@@ -220,6 +231,11 @@ def per_member(values: list[torch.Tensor]) -> torch.Tensor:
     """One value per member, [members]; a single member's as it is (a sum of shape [1]
     adds it by broadcasting), which spares a run alone a stack kernel a batch."""
     return values[0] if len(values) == 1 else torch.stack(values)
+
+
+def total(losses: torch.Tensor) -> torch.Tensor:
+    """The sum to backpropagate: a run alone's loss as it is, without a sum node."""
+    return losses if losses.dim() == 0 else losses.sum()
 
 
 def hand_back(

@@ -18,6 +18,7 @@ bit-identical to its solo run, and a sequential pack is (`flooding train-pack
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,9 @@ class Stack:
             return functional_call(self.base, (params, buffers), (x,))
 
         return vmap(member, in_dims=(0, 0, None))(self.params, self.buffers, x)
+
+    def member_logits(self, x: torch.Tensor) -> Sequence[torch.Tensor]:
+        return self.forward(x).unbind(0)
 
     @property
     def module(self) -> torch.nn.Module:
