@@ -29,6 +29,31 @@ def test_the_step_equals_torchs_step(name: str) -> None:
         assert torch.equal(ours, theirs)
 
 
+def test_sgd_updates_all_tensors_at_once_bit_for_bit_as_one_by_one() -> None:
+    """The engine's SGD steps every tensor in one foreach call, also on the CPU, where
+    torch's default is a loop over the tensors: the parameters stay bit-identical."""
+    cfg = RunConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-3)
+    results = []
+    for build in (
+        lambda params: build_optimizer(cfg, params),
+        lambda params: torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, foreach=False
+        ),
+    ):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+        optimizer = build(model.parameters())
+        for _ in range(20):
+            optimizer.zero_grad(set_to_none=True)
+            model(torch.randn(5, 3)).square().sum().backward()
+            optimizer_step(optimizer)
+        results.append(([p.detach().clone() for p in model.parameters()], optimizer))
+    (ours, optimizer), (theirs, _) = results
+    assert optimizer.param_groups[0]["foreach"] is True
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_an_sgd_run_does_not_import_dynamo(tmp_path) -> None:
     code = (
         "import sys; from pathlib import Path; from flooding.config import RunConfig\n"
