@@ -187,13 +187,37 @@ def test_bad_input_fails_at_the_command_line_naming_the_key(tmp_path, more, key)
     assert "Traceback" not in result.stderr
 
 
-def test_train_aux_names_a_missing_or_impossible_fold(tmp_path):
-    base = [sys.executable, "-m", "flooding", "train-aux", *train_arguments(CFG)]
-    for more, key in (([], "fold"), (["--fold", "3"], "fold")):
-        args = [*base, *more, "--out", str(tmp_path / "aux")]
-        result = subprocess.run(args, env=ENV, capture_output=True, text=True, check=False)
-        assert result.returncode == 2, result.stderr
-        assert f"flooding train-aux: error: {key}: invalid value" in result.stderr
+def test_train_aux_names_an_impossible_fold(tmp_path):
+    args = [sys.executable, "-m", "flooding", "train-aux", *train_arguments(CFG), "--fold", "3"]
+    result = subprocess.run(
+        [*args, "--out", str(tmp_path / "aux")], env=ENV, capture_output=True, text=True
+    )
+    assert result.returncode == 2, result.stderr
+    assert "flooding train-aux: error: fold: invalid value 3" in result.stderr
+
+
+def test_one_process_trains_every_fold_gathers_them_and_resumes_between_folds(tmp_path):
+    """Without --fold, `flooding train-aux` trains each fold into out/fold<k> and gathers
+    their losses into out/losses.parquet, as the folds trained one by one would; a rerun
+    trains only the folds not finished, and a finished set trains nothing."""
+    command = [sys.executable, "-m", "flooding", "train-aux", *train_arguments(CFG)]
+    out = tmp_path / "aux"
+    done = subprocess.run([*command, "--out", str(out)], env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    one_by_one, _ = auxiliary_losses(tmp_path / "one-by-one", CFG)
+    assert pd.read_parquet(out / LOSSES_FILE).equals(pd.read_parquet(one_by_one))
+    for k in range(CFG.adaflood_folds):
+        assert (out / f"fold{k}" / LOSSES_FILE).is_file()
+
+    # As after a kill between folds: fold 1's model is gone, the others stay finished.
+    for name in ("run.json", "metrics.parquet", LOSSES_FILE):
+        (out / "fold1" / name).unlink()
+    (out / LOSSES_FILE).unlink()
+    again = subprocess.run([*command, "--out", str(out)], env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "fold 0: already trained" in again.stdout and "fold 1: training" in again.stdout
+    assert "fold 2: already trained" in again.stdout
+    assert pd.read_parquet(out / LOSSES_FILE).equals(pd.read_parquet(one_by_one))
 
 
 def test_each_sample_of_a_batch_meets_its_own_auxiliary_loss(tmp_path, monkeypatch):

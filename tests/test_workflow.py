@@ -85,10 +85,9 @@ def test_default_config_plans_the_whole_pipeline_in_packs_without_downloads(
     assert grid.singles == [] and sum(len(pack.runs) for pack in grid.packs) == len(grid.runs)
     planned = {"pack_spec": len(grid.packs), "train_pack": len(grid.packs)}
     planned |= {"aggregate": 1, "report": 1, "all": 1}
-    # AdaFlood's auxiliary models: a job per fold and seed, their losses gathered per seed,
-    # then in one table for the report.
-    folds = sum(len(aux.folds) for aux in grid.aux.values())
-    planned |= {"train_aux": folds, "gather_aux": len(grid.aux), "aux_table": 1}
+    # AdaFlood's auxiliary models: a job per seed training its folds and gathering their
+    # losses, then one table for the report.
+    planned |= {"train_aux": len(grid.aux), "aux_table": 1}
     # The searches for b: what is known before any run is each one's file and first
     # decision (its later rounds appear as the runs finish), its table, and the table of
     # all of them.

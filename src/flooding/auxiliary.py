@@ -7,12 +7,15 @@ this one imports both.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flooding.adaflood import (
     LOSSES_FILE,
     aux_config,
     fold_indices,
+    gather,
     held_out_losses,
     restrict,
     write_losses,
@@ -56,8 +59,48 @@ def train_fold(
     return (codes or [1])[0]
 
 
-def run_fold(cfg: RunConfig, fold: int, runtime: Runtime) -> int:
-    """Validate, load the data, train fold `fold`; returns the process exit code."""
+def fold_folder(out: Path, fold: int) -> Path:
+    """Where fold `fold` of the auxiliary models under `out` trains."""
+    return out / f"fold{fold}"
+
+
+def train_folds(cfg: RunConfig, runtime: Runtime, load: DataSource, stop: SignalFlag) -> int:
+    """Train every fold's auxiliary model of adaflood run `cfg`, one after another in this
+    process, each in runtime.out/fold<k>, then gather their held-out losses into
+    runtime.out/losses.parquet; returns the exit code.
+
+    One process pays the start-up (torch, the data) once for all folds, as a pack does for
+    its runs. A fold already finished with this config is not trained again: a job killed
+    between folds resumes with the next one (and a fold killed part-way, from its
+    checkpoint)."""
+    from flooding.finished import run_finished
+
+    loaded: dict[RunConfig, DataBundle] = {}
+
+    def load_once(c: RunConfig) -> DataBundle:  # every fold reads the same split
+        if c not in loaded:
+            loaded[c] = load(c)
+        return loaded[c]
+
+    gathered = runtime.out / LOSSES_FILE
+    gathered.unlink(missing_ok=True)
+    folders = [fold_folder(runtime.out, k) for k in range(cfg.adaflood_folds)]
+    for fold, folder in enumerate(folders):
+        if run_finished(folder, aux_config(cfg)) and (folder / LOSSES_FILE).is_file():
+            print(f"fold {fold}: already trained", flush=True)
+            continue
+        print(f"fold {fold}: training", flush=True)
+        code = train_fold(cfg, fold, replace(runtime, out=folder), load_once, stop)
+        if code != 0:
+            return code
+    write_losses(gathered, gather([folder / LOSSES_FILE for folder in folders]))
+    print(f"gathered {len(folders)} folds into {gathered}", flush=True)
+    return 0
+
+
+def run_fold(cfg: RunConfig, fold: int | None, runtime: Runtime) -> int:
+    """Validate, load the data, train fold `fold` into runtime.out, or every fold into
+    runtime.out/fold<k> and their gathered losses (fold None); the process exit code."""
     from flooding.checkpoint import SignalFlag
     from flooding.config import validate
     from flooding.data import load_data
@@ -66,7 +109,11 @@ def run_fold(cfg: RunConfig, fold: int, runtime: Runtime) -> int:
     validate(cfg)
     set_threads(runtime)
     device = resolve_device(runtime.device)
+
+    def load(c: RunConfig) -> DataBundle:
+        return load_data(c, runtime.data_root, device)
+
     with SignalFlag() as stop:
-        return train_fold(
-            cfg, fold, runtime, lambda c: load_data(c, runtime.data_root, device), stop
-        )
+        if fold is None:
+            return train_folds(cfg, runtime, load, stop)
+        return train_fold(cfg, fold, runtime, load, stop)

@@ -28,7 +28,8 @@ COMMANDS = {
     "plan": "what a grid will cost on a cluster: jobs, arrays, CPU- and GPU-hours",
     "calibrate-shape": "time a few epochs of one run's shape; write the timing to --out (JSON)",
     "efficiency": "what the last cluster run's jobs asked for against what they used (sacct)",
-    "train-aux": "train one auxiliary fold model of an adaflood run; write its held-out losses",
+    "train-aux": "train an adaflood run's auxiliary fold models (all, or --fold K); write "
+    "their held-out losses",
     "gather-aux": "gather the auxiliary folds' held-out losses into one file (adaflood)",
     "reproduce": "retrain a finished run along its recorded float path and compare",
     "search-round": "decide a round of a search for b from the runs of the rounds before it",
@@ -240,16 +241,15 @@ def train_main(argv: Sequence[str]) -> int:
 
 def aux_main(argv: Sequence[str]) -> int:
     """`flooding train-aux`: the options of `flooding train` (the adaflood run's config)
-    and --fold K; exit codes as `flooding train`'s."""
+    and --fold K for that fold alone (else every fold, then their gathered losses); exit
+    codes as `flooding train`'s."""
     fold_parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     fold_parser.add_argument("--fold", type=int)
     known, rest = fold_parser.parse_known_args(list(argv))
     if "-h" in rest or "--help" in rest:
-        print("flooding train-aux --fold K [flooding train options]: " + COMMANDS["train-aux"])
+        print("flooding train-aux [--fold K] [flooding train options]: " + COMMANDS["train-aux"])
     try:
         cfg, runtime = parse_train_args(rest)
-        if known.fold is None:
-            raise ConfigError("fold", None, "--fold K, the fold held out (0 to folds - 1)")
     except ConfigError as exc:
         print(f"flooding train-aux: error: {exc}", file=sys.stderr)
         return 2

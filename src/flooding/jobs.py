@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flooding.config import RunConfig
 from flooding.data.registry import DATASETS
@@ -105,15 +105,26 @@ def aux_losses_file(aux: str) -> str:
 @dataclass(frozen=True)
 class AuxSetting:
     """The auxiliary models of adaflood runs alike in all but gamma, alpha and beta: one
-    `flooding train-aux` job per fold, each asking what one of the runs asks for."""
+    `flooding train-aux` job training every fold, asking what the runs ask for, with a
+    run's runtime for each fold (`resources`)."""
 
     path: str  # under results/aux/
     config: RunConfig  # flooding.adaflood.aux_setting of the runs' config
-    resources: Resources
+    run_resources: Resources  # what one of the runs asks for
 
     @property
     def folds(self) -> list[int]:
         return list(range(self.config.adaflood_folds))
+
+    @property
+    def resources(self) -> Resources:
+        """The job's request: a run's, with a run's runtime for each fold (a fold trains on
+        fewer samples, so this is an upper bound), within max_runtime, since a job cut
+        short resumes from the folds it finished."""
+        runtime = self.run_resources.runtime * len(self.folds)
+        if self.run_resources.max_runtime is not None:
+            runtime = min(runtime, self.run_resources.max_runtime)
+        return replace(self.run_resources, runtime=runtime)
 
     @property
     def options(self) -> str:

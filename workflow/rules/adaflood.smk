@@ -1,17 +1,16 @@
-# AdaFlood's auxiliary models (docs/adaflood.md): one job per fold, a model of the
-# setting's b = 0 run trained on the other folds, which scores its held-out fold; then the
-# folds' losses gathered into the one file that the setting's adaflood runs read. The
-# folder names what the models depend on but gamma; every other setting reaches the job
-# through params.options, so changing epochs retrains them and changing gamma does not.
+# AdaFlood's auxiliary models (docs/adaflood.md): one job per setting and seed, one
+# process training each fold's model of the setting's b = 0 run on the other folds, which
+# scores its held-out fold, then gathering the folds' losses into the one file that the
+# setting's adaflood runs read. The folder names what the models depend on but gamma;
+# every other setting reaches the job through params.options, so changing epochs
+# retrains them and changing gamma does not.
 rule train_aux:
     input:
         data=aux_data_input,
     output:
-        losses="results/aux/{aux}/fold{fold}/losses.parquet",
-        metrics="results/aux/{aux}/fold{fold}/metrics.parquet",
-        record="results/aux/{aux}/fold{fold}/run.json",
+        "results/aux/{aux}/losses.parquet",
     log:
-        "results/aux/{aux}/fold{fold}/train.log",
+        "results/aux/{aux}/train.log",
     conda:
         "../../envs/flooding.yaml"
     threads: aux_resource("threads")
@@ -23,23 +22,8 @@ rule train_aux:
         options=aux_options,
         data_root=data_root_option,
     shell:
-        "flooding train-aux --fold {wildcards.fold} {params.options} {params.data_root}"
-        " --out results/aux/{wildcards.aux}/fold{wildcards.fold} --threads {threads}"
-        " > {log} 2>&1"
-
-
-rule gather_aux:
-    input:
-        aux_fold_losses,
-    output:
-        "results/aux/{aux}/losses.parquet",
-    log:
-        "results/aux/{aux}/gather.log",
-    localrule: True
-    conda:
-        "../../envs/flooding.yaml"
-    shell:
-        "flooding gather-aux {input} --out {output} > {log} 2>&1"
+        "flooding train-aux {params.options} {params.data_root}"
+        " --out results/aux/{wildcards.aux} --threads {threads} > {log} 2>&1"
 
 
 # Every setting's held-out losses in one table, for the report's figure of AdaFlood's

@@ -71,7 +71,6 @@ EFFICIENCY = f"results/{EFFICIENCY_TABLE}"
 wildcard_constraints:
     dataset="|".join(GRID.downloads) or "(?!)",
     aux="|".join(re.escape(path) for path in AUX) or "(?!)",
-    fold=r"\d+",
 
 
 def final_outputs():
@@ -260,13 +259,6 @@ def aux_option(wildcards, input):
 def aux_data_input(wildcards):
     dataset = AUX[wildcards.aux].download
     return [download_marker(dataset)] if dataset else []
-
-
-def aux_fold_losses(wildcards):
-    return [
-        f"results/aux/{wildcards.aux}/fold{k}/losses.parquet"
-        for k in AUX[wildcards.aux].folds
-    ]
 
 
 def aux_configs():
