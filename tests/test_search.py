@@ -369,11 +369,11 @@ def test_the_plan_counts_what_the_searches_may_add() -> None:
     grid = shipped_grid("config")
     text = render(make_plan(grid, {}, None, 1000, 2))
     # Three Gaussians settings, one method searched, five seeds; the default's plan of 4
-    # levels and 2 rounds adds at most (4 + 2 x 2) levels to each.
+    # levels and 1 round adds at most (4 + 1 x 2) levels to each.
     assert len(grid.searches) == 3
-    assert {(s.plan.initial, s.plan.rounds) for s in grid.searches} == {(4, 2)}
+    assert {(s.plan.initial, s.plan.rounds) for s in grid.searches} == {(4, 1)}
     assert "searches for b: 3 settings" in text
-    assert f"add at most {3 * (4 + 2 * 2) * 5} runs" in text
+    assert f"add at most {3 * (4 + 1 * 2) * 5} runs" in text
 
 
 def test_the_search_table_columns_are_documented() -> None:
