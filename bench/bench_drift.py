@@ -3,8 +3,9 @@
 Training with label noise is chaotic: a run trained alone and the same run trained as a
 member of a vectorised stack agree at epoch 1 to about 1e-8, yet part later. So do a run
 on 1 and on 2 CPU threads. This script measures by how much, on the embedded default's
-noisy Gaussians (config/config.yaml as the workflow expands it: label noise 0.2, every
-flood level of the grid), and sets it beside the spread between seeds:
+noisy Gaussians (config/config.yaml as the workflow expands it, label noise 0.2, at the
+flood levels of --levels: the default searches its levels, so its grid lists none), and
+sets it beside the spread between seeds:
 
 - stack vs solo: each level trained in the stack of all levels (as the default's packs
   train it) and alone, both on 1 thread;
@@ -15,7 +16,7 @@ flood level of the grid), and sets it beside the spread between seeds:
 Printed: a row per seed and level, then the last line
 `drift stack/solo max X median Y, threads 2/1 max X median Y, seed sd S (test-acc points)`.
 
-    python bench/bench_drift.py               # seeds 0 1 2 (about 5 minutes on 2 cores)
+    python bench/bench_drift.py               # seeds 0 1 2 (about 3 minutes on 2 cores)
     python bench/bench_drift.py --seeds 0 1 2 3 4 --noise 0.1
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import statistics
 import tempfile
 from pathlib import Path
@@ -39,18 +41,22 @@ from flooding.schema import validate_workflow_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def default_configs(noise: float, seeds: list[int]) -> list[RunConfig]:
-    """The default grid's Gaussians runs at this label noise and these seeds."""
+def default_configs(noise: float, seeds: list[int], levels: list[float]) -> list[RunConfig]:
+    """The default grid's Gaussians b = 0 flood run at this label noise, for each seed, at
+    each of `levels` (the default searches its levels, so the grid lists none)."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config = copy.deepcopy(config)
     validate_workflow_config(config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
     config["seeds"] = seeds
-    runs = expand_grid(config).runs
-    return [
+    baselines = [
         run.config
-        for run in runs
-        if run.config.dataset == "gaussians" and run.config.label_noise == noise
+        for run in expand_grid(config).runs
+        if run.config.dataset == "gaussians"
+        and run.config.label_noise == noise
+        and run.config.flood_method == "flood"
+        and run.config.flood_level == 0
     ]
+    return [dataclasses.replace(cfg, flood_level=b) for cfg in baselines for b in levels]
 
 
 def final_test_acc(out: Path) -> float:
@@ -67,8 +73,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--noise", type=float, default=0.2)
+    parser.add_argument(
+        "--levels",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        help="flood levels trained per seed (default: 0 to 0.6, below the untrained ln 2)",
+    )
     args = parser.parse_args()
-    configs = default_configs(args.noise, args.seeds)
+    configs = default_configs(args.noise, args.seeds, args.levels)
     if not configs:
         parser.error(f"the default grid has no Gaussians runs at label noise {args.noise}")
     stack_drift, thread_drift = [], []
