@@ -11,16 +11,27 @@ it when the process ends, however it ends. An invocation that finds Snakemake's 
 files and can take that lock exclusively knows that no other invocation is alive: the
 files are stale, and it removes them, as `snakemake --unlock` would. While another
 invocation is alive, its lock is left to Snakemake.
+
+The files a killed invocation's own jobs were writing are marked incomplete under
+.snakemake/incomplete/. Snakemake runs such jobs again (--rerun-incomplete), but only
+those it finds before it evaluates the checkpoints again: a job that a checkpoint adds (a
+search round's pack spec, say) would keep its half-written file. So an invocation that is
+alone also removes those files (`half_written`); their jobs then run again because their
+output is missing. Files of cluster jobs (marked with an external job id) are left: such a
+job may still be running.
 """
 
 from __future__ import annotations
 
+import base64
 import fcntl
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 INVOCATIONS_FILE = "invocations.lock"
+INCOMPLETE_FOLDER = "incomplete"
 
 
 @dataclass
@@ -33,6 +44,8 @@ class Invocation:
     removed: list[Path]
     # Whether Snakemake's lock files are present and another invocation is alive.
     locked_by_another: bool
+    # Whether no other invocation is alive (then the markers of incomplete files are stale).
+    alone: bool = False
 
 
 def enter(state_dir: Path = Path(".snakemake")) -> Invocation:
@@ -47,7 +60,7 @@ def enter(state_dir: Path = Path(".snakemake")) -> Invocation:
     except BlockingIOError:
         alone = False  # another invocation holds it: its lock files are its own
     except OSError:  # a file system without locks: nothing can be told, nothing is done
-        return Invocation(held, [], locked_by_another=False)
+        return Invocation(held, [], locked_by_another=False, alone=False)
     else:
         alone = True
         for path in lock_files:
@@ -55,4 +68,34 @@ def enter(state_dir: Path = Path(".snakemake")) -> Invocation:
             removed.append(path)
     # Downgrade to shared (or wait the moment another invocation holds it exclusively).
     fcntl.flock(held, fcntl.LOCK_SH)
-    return Invocation(held, removed, locked_by_another=bool(lock_files) and not alone)
+    return Invocation(held, removed, locked_by_another=bool(lock_files) and not alone, alone=alone)
+
+
+def marked_incomplete(state_dir: Path = Path(".snakemake")) -> list[Path]:
+    """The files that Snakemake's markers under `state_dir`/incomplete name as being written
+    by a job it ran itself (no external job id), as paths relative to the working
+    directory. A marker's name is the file's path, URL-safe base64, split into folders
+    ("@"-prefixed parts) where it is longer than a file name may be."""
+    root = state_dir / INCOMPLETE_FOLDER
+    paths = []
+    for marker in sorted(p for p in root.rglob("*") if p.is_file()):
+        parts = marker.relative_to(root).parts
+        try:
+            name = base64.urlsafe_b64decode("".join(p.removeprefix("@") for p in parts))
+            record = json.loads(marker.read_text() or "{}")
+        except (ValueError, OSError):  # not a marker (Snakemake's migration flag, say)
+            continue
+        if isinstance(record, dict) and record.get("external_jobid") is None:
+            paths.append(Path(name.decode()))
+    return paths
+
+
+def remove_half_written(state_dir: Path = Path(".snakemake")) -> list[Path]:
+    """Remove the files that an invocation's own jobs left half-written; call only when
+    `enter` found this invocation alone (no job of another is writing them)."""
+    removed = []
+    for path in marked_incomplete(state_dir):
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -26,7 +26,7 @@ try:
     from flooding.packing import group_packs
     from flooding.search import SEARCH_FOLDER, read_decision, walk
     from flooding.schema import validate_workflow_config
-    from flooding.stale_lock import enter
+    from flooding.stale_lock import enter, remove_half_written
 except ImportError:
     raise WorkflowError(OUTSIDE_VENV) from None
 if not (
@@ -48,6 +48,10 @@ if not (workflow.subprocess_exec or workflow.remote_exec):
             "let it end (or stop it), then run this command again",
             file=sys.stderr,
         )
+    # Also in a dry run, which then plans those files' jobs as a run would.
+    if INVOCATION.alone:
+        for path in remove_half_written():
+            print(f"removed {path}, left half-written by a killed job", file=sys.stderr)
 
 # The schema's training settings are generated from the engine's RunConfig, so the config
 # is checked by flooding.schema rather than snakemake.utils.validate, which reads a file.
