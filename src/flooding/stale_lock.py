@@ -12,13 +12,14 @@ files and can take that lock exclusively knows that no other invocation is alive
 files are stale, and it removes them, as `snakemake --unlock` would. While another
 invocation is alive, its lock is left to Snakemake.
 
-The files a killed invocation's own jobs were writing are marked incomplete under
+The files a killed invocation's jobs were writing are marked incomplete under
 .snakemake/incomplete/. Snakemake runs such jobs again (--rerun-incomplete), but only
 those it finds before it evaluates the checkpoints again: a job that a checkpoint adds (a
 search round's pack spec, say) would keep its half-written file. So an invocation that is
-alone also removes those files (`half_written`); their jobs then run again because their
-output is missing. Files of cluster jobs (marked with an external job id) are left: such a
-job may still be running.
+alone also removes those files (`remove_half_written`); their jobs then run again because
+their output is missing. A marker with an external job id (a cluster job, as Snakemake
+marks it at submission) is left; once the job's own Snakemake starts, it marks the file
+again without one (docs/workflow.md, "After a crash").
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Invocation:
     # Whether Snakemake's lock files are present and another invocation is alive.
     locked_by_another: bool
     # Whether no other invocation is alive (then the markers of incomplete files are stale).
-    alone: bool = False
+    alone: bool
 
 
 def enter(state_dir: Path = Path(".snakemake")) -> Invocation:
