@@ -1,13 +1,14 @@
 """The search for b against a dense fixed grid: runs spent, and accuracy given up.
 
-The settings are the embedded default's Gaussians (config/config.yaml: 0, 10 and 20 %
-label noise, its seeds and training settings). The dense grid trains b = 0 to the upper
-end of the search (the untrained loss, ln 2 here) in steps of --step; the search runs as
-the workflow runs it (flooding.search.decide_round, round after round, with the search
-plan's own defaults unless one is given: the default config shortens its plan to stay a
-few minutes' demonstration). Runs train as packs (each seed's levels as one
-stacked model), one process per setting, both cores busy; runs of the same config (b = 0,
-and any level both try) are trained once and count for both.
+The settings are the embedded default's Gaussians (config/config.yaml: its seeds and
+training settings) at 0, 5, 10, 15, 20 and 30 % label noise (--label-noise): the
+default's three and three more, since one setting's gap is a noisy draw. The dense grid
+trains b = 0 to the upper end of the search (the untrained loss, ln 2 here) in steps of
+--step; the search runs as the workflow runs it (flooding.search.decide_round, round
+after round, with the search plan's own defaults unless one is given: the default config
+shortens its plan to stay a few minutes' demonstration). Runs train as packs (each
+seed's levels as one stacked model), one process per setting, both cores busy; runs of
+the same config (b = 0, and any level both try) are trained once and count for both.
 
 For each setting and each side, b is chosen as the report chooses it: the level with the
 best mean final validation accuracy over seeds; its mean test accuracy goes with it.
@@ -17,7 +18,8 @@ Printed per setting, then, as the last line,
 
 R = search runs / dense-grid runs; V and T = the dense grid's mean validation / test
 accuracy at its chosen b minus the search's, averaged over the settings (positive: the
-grid did better).
+grid did better). Before it, the same gaps for each half of the dense grid (every other
+level, no search) against the whole: how far the gaps move by the choice of levels alone.
 
     python bench/bench_search.py                 # the plan's defaults, step 0.025
     python bench/bench_search.py --initial 4 --rounds 2 --seeds 3
@@ -32,6 +34,7 @@ import math
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from statistics import correlation, mean, stdev
 
 import yaml
 
@@ -50,19 +53,30 @@ from flooding.search import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+# The default's own noise levels (0, 10 and 20 %) and three more between and above them:
+# one setting's gap is a draw that moves by a point or more (neighbouring levels' mean
+# test accuracies over five seeds differ by that much), so three settings' mean is too
+# coarse for targets of half a point.
+LABEL_NOISE = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 
-def searches(plan: SearchPlan, seeds: int | None) -> list[Search]:
-    """The default's Gaussians settings as searches of the flood method with `plan`:
-    every Gaussians entry of config/config.yaml, each label noise."""
+def searches(plan: SearchPlan, seeds: int | None, label_noise: list[float]) -> list[Search]:
+    """The default's Gaussians, at each of `label_noise`, as searches of the flood method
+    with `plan`. The config's Gaussians entries differ only in their noise and methods,
+    so one entry's training settings stand for all."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     entries = [copy.deepcopy(d) for d in config["datasets"] if d["name"] == "gaussians"]
-    for entry in entries:
-        flood = entry.setdefault("flood", {})
-        flood.update(methods=["flood"], levels="auto")
-        flood.pop("gammas", None)
-        flood["search"] = dataclasses.asdict(plan)
-    config["datasets"] = entries
+    shared = ("archs", "training", "regularisers", "pack")
+    if any(
+        {k: e.get(k) for k in shared} != {k: entries[0].get(k) for k in shared} for e in entries
+    ):
+        raise SystemExit("the config's Gaussians entries differ in more than noise and methods")
+    entry = entries[0] | {"label_noise": label_noise}
+    flood = entry.setdefault("flood", {})
+    flood.update(methods=["flood"], levels="auto")
+    flood.pop("gammas", None)
+    flood["search"] = dataclasses.asdict(plan)
+    config["datasets"] = [entry]
     if seeds is not None:
         config["seeds"] = config["seeds"][:seeds]
     validate_workflow_config(config, ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -82,21 +96,48 @@ def train_all(batches: list[list[Run]], root: Path, pool: ProcessPoolExecutor) -
         future.result()
 
 
-def chosen(runs: list[Run], root: Path) -> tuple[float, float, float]:
-    """(b, mean val acc, mean test acc) at the level with the best mean val acc."""
+def final_accuracies(runs: list[Run], root: Path) -> dict[float, list[tuple[float, float]]]:
+    """Per level, each run's (final val acc, final test acc)."""
     import pandas as pd
 
     from flooding.metrics import METRICS_FILE
 
-    val: dict[float, list[float]] = {}
-    test: dict[float, list[float]] = {}
+    accuracies: dict[float, list[tuple[float, float]]] = {}
     for run in runs:
-        val.setdefault(run.config.flood_level, []).append(run_measures(root / run.path)[0])
         last = pd.read_parquet(root / run.path / METRICS_FILE).iloc[-1]
-        test.setdefault(run.config.flood_level, []).append(float(last["test_acc"]))
-    means = {b: sum(v) / len(v) for b, v in val.items()}
-    best = choose_best(means)
-    return best, means[best], sum(test[best]) / len(test[best])
+        pair = (float(last["val_acc"]), float(last["test_acc"]))
+        accuracies.setdefault(run.config.flood_level, []).append(pair)
+    return accuracies
+
+
+def chosen(runs: list[Run], root: Path) -> tuple[float, float, float]:
+    """(b, mean val acc, mean test acc) at the level with the best mean val acc."""
+    accuracies = final_accuracies(runs, root)
+    best = choose_best({b: mean(v for v, _ in pairs) for b, pairs in accuracies.items()})
+    return best, mean(v for v, _ in accuracies[best]), mean(t for _, t in accuracies[best])
+
+
+def noise(runs: list[Run], root: Path) -> str:
+    """How noisy a level's mean is: the standard error over seeds of its mean test
+    accuracy (averaged over levels), and how a run's final val and test accuracies move
+    together (the correlation of their deviations from their level's means)."""
+    errors, val_dev, test_dev = [], [], []
+    for pairs in final_accuracies(runs, root).values():
+        vals, tests = [v for v, _ in pairs], [t for _, t in pairs]
+        errors.append(stdev(tests) / math.sqrt(len(tests)))
+        val_dev += [v - mean(vals) for v in vals]
+        test_dev += [t - mean(tests) for t in tests]
+    return (
+        f"a level's mean test accuracy has a standard error of {100 * mean(errors):.2f} points;"
+        f" a run's val and test accuracies correlate at {correlation(val_dev, test_dev):.2f}"
+    )
+
+
+def _parity(run: Run, step: float) -> int | None:
+    """Which half of the dense grid a run's level is in (levels k x step: k's parity);
+    None for b = 0, which both halves keep."""
+    k = round(run.config.flood_level / step)
+    return None if k == 0 else k % 2
 
 
 def main() -> None:
@@ -108,6 +149,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--tolerance", type=float)
     parser.add_argument("--seeds", type=int, help="first N seeds of the config (default all)")
+    parser.add_argument(
+        "--label-noise",
+        type=float,
+        nargs="+",
+        default=LABEL_NOISE,
+        help="the Gaussians' settings (default: %(default)s)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--work",
@@ -117,7 +165,7 @@ def main() -> None:
     args = parser.parse_args()
     given = {k: getattr(args, k) for k in ("initial", "rounds", "tolerance")}
     plan = SearchPlan(**{k: v for k, v in given.items() if v is not None})
-    todo = searches(plan, args.seeds)
+    todo = searches(plan, args.seeds, args.label_noise)
 
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(args.workers) as pool:
         work = args.work or Path(tmp)
@@ -144,7 +192,7 @@ def main() -> None:
 
         dense: dict[str, list[Run]] = {}
         for search in todo:
-            starts = [run_measures(root / run.path)[2] for run in search.baselines]
+            starts = [run_measures(root / run.path).start_loss for run in search.baselines]
             upper = untrained_loss(search.num_classes, starts)
             count = math.ceil(upper / args.step - 1e-9)
             levels = [round(k * args.step, 6) for k in range(1, count)]
@@ -156,8 +204,13 @@ def main() -> None:
         )
 
         val_gaps, test_gaps = [], []
+        half_gaps: dict[str, list[tuple[float, float]]] = {"even": [], "odd": []}
         for search in todo:
             grid_b, grid_val, grid_test = chosen(dense[search.name], root)
+            for half, parity in (("even", 0), ("odd", 1)):
+                levels = [r for r in dense[search.name] if _parity(r, args.step) in (parity, None)]
+                _, half_val, half_test = chosen(levels, root)
+                half_gaps[half].append((100 * (grid_val - half_val), 100 * (grid_test - half_test)))
             search_b, search_val, search_test = chosen(searched[search.name], root)
             print(
                 f"{search.name}: dense grid {len(dense[search.name])} runs, b = {grid_b:g} "
@@ -165,8 +218,15 @@ def main() -> None:
                 f"{len(searched[search.name])} runs, b = {search_b:g} "
                 f"(val {100 * search_val:.2f}, test {100 * search_test:.2f})"
             )
+            print(f"  noise of the dense grid: {noise(dense[search.name], root)}")
             val_gaps.append(100 * (grid_val - search_val))
             test_gaps.append(100 * (grid_test - search_test))
+    # The noise floor of the gaps: half the dense grid's levels, no search at all.
+    halves = [
+        f"{half} levels val {mean(g[0] for g in gaps):.3f}, test {mean(g[1] for g in gaps):.3f}"
+        for half, gaps in half_gaps.items()
+    ]
+    print("the dense grid's halves against the whole (gaps in points): " + "; ".join(halves))
     ratio = sum(map(len, searched.values())) / sum(map(len, dense.values()))
     val_gap, test_gap = sum(val_gaps) / len(val_gaps), sum(test_gaps) / len(test_gaps)
     # Three decimals: the gaps are compared with 0.5-point targets, which two decimals

@@ -4,6 +4,7 @@ config asks for it (flooding.search, flooding.grid)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -96,9 +97,12 @@ def test_no_level_is_ever_at_or_above_the_upper_end(seed: int) -> None:
 
     rng = random.Random(seed)
     upper = rng.uniform(0.05, 2.5)
-    lower = rng.uniform(0, upper)
-    levels = S.first_levels(lower, upper, rng.randint(1, 9))
+    predicted = rng.uniform(0, upper)
+    lower = rng.uniform(0, predicted)
+    tolerance = rng.choice([0.001, 0.01])
+    levels = S.first_levels(predicted, lower, upper, rng.randint(1, 9), tolerance)
     assert levels and all(0 < b < upper for b in levels)
+    assert S.round_level(predicted) in levels or S.round_level(predicted) == 0
     curve = {0.0: 0.5, **{b: rng.random() for b in levels}}
     for _ in range(4):
         new = S.refine(curve, upper, rng.choice([0.001, 0.01])).levels
@@ -107,10 +111,22 @@ def test_no_level_is_ever_at_or_above_the_upper_end(seed: int) -> None:
         curve |= {b: rng.random() for b in new}
 
 
-def test_the_first_round_spreads_from_the_lower_end_and_never_reaches_the_upper() -> None:
-    assert S.first_levels(0.2, 0.7, 5) == [0.2, 0.3, 0.4, 0.5, 0.6]
-    # A lower end of 0 is the b = 0 run itself: the round has one level fewer.
-    assert S.first_levels(0.0, 0.5, 5) == [0.1, 0.2, 0.3, 0.4]
+def test_the_first_round_is_the_predicted_b_and_a_spread_over_both_sides_of_it() -> None:
+    # Predicted b 0.3; the spread of 4 - 1 levels between 0.1 and 0.7, both excluded.
+    assert S.first_levels(0.3, 0.1, 0.7, 4, tolerance=0.01) == [0.25, 0.3, 0.4, 0.55]
+    # A spread level within the tolerance of the predicted b is left out: it stands for it.
+    assert S.first_levels(0.39, 0.1, 0.7, 4, tolerance=0.02) == [0.25, 0.39, 0.55]
+    assert S.first_levels(0.39, 0.1, 0.7, 4, tolerance=0.005) == [0.25, 0.39, 0.4, 0.55]
+    # One level: the predicted b alone.
+    assert S.first_levels(0.3, 0.1, 0.7, 1, tolerance=0.01) == [0.3]
+    # A predicted b of 0 is the b = 0 run itself: the round has one level fewer.
+    assert S.first_levels(0.0, 0.0, 0.5, 5, tolerance=0.01) == [0.1, 0.2, 0.3, 0.4]
+
+
+def test_the_lower_end_is_the_lowest_training_loss_and_never_above_the_prediction() -> None:
+    assert S.engaging_end([0.1, 0.2], predicted=0.4) == 0.15
+    assert S.engaging_end([0.5, 0.6], predicted=0.4) == 0.4
+    assert S.engaging_end([math.nan], predicted=0.4) == 0.0
 
 
 def test_the_upper_end_is_ln_c_or_the_runs_loss_before_training_if_lower() -> None:
@@ -144,22 +160,30 @@ def accuracies(curve: dict[float, float], seeds=(0, 1)) -> dict[float, dict[int,
 
 def test_round_one_of_levels_auto_comes_from_the_bounds_alone() -> None:
     search = search_of(initial=4)
-    decision = S.decide(search, 1, {"flood": accuracies({0.0: 0.8})}, None, 0.3, 0.7)
-    assert decision.levels == {"flood": [0.3, 0.4, 0.5, 0.6]}
+    bounds = S.Bounds(predicted=0.3, lower=0.1, upper=0.7)
+    decision = S.decide(search, 1, {"flood": accuracies({0.0: 0.8})}, None, bounds)
+    assert decision.levels == {"flood": [0.25, 0.3, 0.4, 0.55]}
+    assert (decision.predicted, decision.lower, decision.upper) == bounds
     assert decision.best == {} and decision.stopped == {}
 
 
 def test_a_method_stops_when_a_round_leaves_its_best_where_it_was() -> None:
     search = search_of(initial=4)
     first = S.decide(
-        search, 2, {"flood": accuracies({0.0: 0.8, 0.3: 0.9, 0.5: 0.85})}, None, 0.3, 0.7
+        search,
+        2,
+        {"flood": accuracies({0.0: 0.8, 0.3: 0.9, 0.5: 0.85})},
+        None,
+        S.Bounds(0.3, 0.0, 0.7),
     )
     assert first.levels == {"flood": [0.15, 0.4]} and first.best == {"flood": 0.3}
     curve = {0.0: 0.8, 0.15: 0.82, 0.3: 0.9, 0.4: 0.86, 0.5: 0.85}
-    second = S.decide(search, 3, {"flood": accuracies(curve)}, first, 0.3, 0.7)
+    second = S.decide(search, 3, {"flood": accuracies(curve)}, first, S.Bounds(0.3, 0.0, 0.7))
     assert second.stopped == {"flood": S.UNCHANGED} and second.done
     # A moved best goes on.
-    moved = S.decide(search, 3, {"flood": accuracies({**curve, 0.4: 0.95})}, first, 0.3, 0.7)
+    moved = S.decide(
+        search, 3, {"flood": accuracies({**curve, 0.4: 0.95})}, first, S.Bounds(0.3, 0.0, 0.7)
+    )
     assert moved.levels == {"flood": [0.35, 0.45]}
 
 
@@ -167,14 +191,16 @@ def test_a_method_stops_after_its_rounds_and_at_the_tolerance() -> None:
     search = search_of(rounds=1)
     curve = {0.0: 0.8, 0.2: 0.9, 0.4: 0.85}
     assert search.last_round == 2
-    going = S.decide(search, 2, {"flood": accuracies(curve)}, None, 0.2, 0.7)
+    going = S.decide(search, 2, {"flood": accuracies(curve)}, None, S.Bounds(0.2, 0.0, 0.7))
     assert going.levels == {"flood": [0.1, 0.3]}
-    ended = S.decide(search, 3, {"flood": accuracies({**curve, 0.3: 0.95})}, going, 0.2, 0.7)
+    ended = S.decide(
+        search, 3, {"flood": accuracies({**curve, 0.3: 0.95})}, going, S.Bounds(0.2, 0.0, 0.7)
+    )
     assert ended.stopped == {"flood": S.ROUNDS}
     tight = search_of(tolerance=0.5)
-    assert S.decide(tight, 2, {"flood": accuracies(curve)}, None, 0.2, 0.7).stopped == {
-        "flood": S.TOLERANCE
-    }
+    assert S.decide(
+        tight, 2, {"flood": accuracies(curve)}, None, S.Bounds(0.2, 0.0, 0.7)
+    ).stopped == {"flood": S.TOLERANCE}
 
 
 def test_methods_search_apart_and_a_stopped_one_stays_stopped() -> None:
@@ -182,19 +208,24 @@ def test_methods_search_apart_and_a_stopped_one_stays_stopped() -> None:
     at_top = {0.0: 0.8, 0.3: 0.85, 0.68: 0.9}
     inside = {0.0: 0.8, 0.3: 0.9, 0.68: 0.85}
     runs = {"flood": accuracies(at_top), "iflood": accuracies(inside)}
-    first = S.decide(search, 2, runs, None, 0.3, 0.69)
+    first = S.decide(search, 2, runs, None, S.Bounds(0.3, 0.0, 0.69))
     assert first.stopped == {"flood": S.UPPER_END}
     assert first.levels == {"flood": [], "iflood": [0.15, 0.49]}
-    second = S.decide(search, 3, runs, first, 0.3, 0.69)
+    second = S.decide(search, 3, runs, first, S.Bounds(0.3, 0.0, 0.69))
     assert second.stopped == {"flood": S.UPPER_END, "iflood": S.UNCHANGED}
 
 
 def test_a_decision_reads_back_as_written() -> None:
     decision = S.Decision(
-        2, {"flood": [0.15]}, {}, {"flood": 0.2}, {"flood": [(0.0, 0.8)]}, 0.1, 0.69, [0]
+        2, {"flood": [0.15]}, {}, {"flood": 0.2}, {"flood": [(0.0, 0.8)]}, 0.01, 0.69, [0], 0.1
     )
     assert S.Decision.from_json(decision.to_json()) == decision
     assert "adds 0.15" in decision.describe()
+    # A decision written when round 1 started at the predicted b named it the lower end.
+    older = json.loads(decision.to_json())
+    del older["predicted"]
+    older["lower"] = 0.1
+    assert S.Decision.from_json(json.dumps(older)) == dataclasses.replace(decision, lower=0.1)
 
 
 # The decision from real run folders: the files a run writes.
@@ -210,15 +241,16 @@ def write_run(folder: Path, losses: list[float], val: list[float], status="compl
 
 
 def test_decide_round_reads_the_runs_and_writes_its_decision(tmp_path: Path) -> None:
-    search = search_of(initial=2)
+    search = search_of(initial=3)
     runs = tmp_path / "runs"
     # Epoch 0 (before training) then 3 epochs; best validation at epoch 2.
     write_run(runs / search.baselines[0].path, [0.66, 0.5, 0.3, 0.1], [0.5, 0.7, 0.8, 0.75])
     write_run(runs / search.baselines[1].path, [0.70, 0.5, 0.5, 0.1], [0.5, 0.7, 0.9, 0.75])
     decision = S.decide_round(search, 1, runs, tmp_path / "search")
     assert decision.upper == pytest.approx(0.68)  # the runs' mean start, below ln 2
-    assert decision.lower == 0.4  # the mean training loss at the best epoch
-    assert decision.levels == {"flood": [0.4, 0.54]}
+    assert decision.predicted == 0.4  # the mean training loss at the best epoch
+    assert decision.lower == 0.1  # the mean lowest training loss
+    assert decision.levels == {"flood": [0.2933, 0.4, 0.4867]}
     assert S.read_decision(tmp_path / "search" / "round1.json") == decision
     assert decision.tried == {"flood": [(0.0, 0.75)]}
 
@@ -231,7 +263,7 @@ def test_a_search_reads_back_from_its_file_as_the_grid_made_it() -> None:
 def test_the_search_round_command_decides_from_the_searchs_file(tmp_path: Path) -> None:
     """What the workflow's search_round job runs: the same decision as in-process, into
     the folder of the search's file; a second method's levels come out apart."""
-    search = search_of(("flood", "iflood"), initial=2)
+    search = search_of(("flood", "iflood"), initial=3)
     runs, folder = tmp_path / "runs", tmp_path / "search"
     write_run(runs / search.baselines[0].path, [0.66, 0.5, 0.3, 0.1], [0.5, 0.7, 0.8, 0.75])
     write_run(runs / search.baselines[1].path, [0.70, 0.5, 0.5, 0.1], [0.5, 0.7, 0.9, 0.75])
@@ -241,7 +273,7 @@ def test_the_search_round_command_decides_from_the_searchs_file(tmp_path: Path) 
     assert cli.main([*argv, "--runs", str(runs)]) == 0
     expected = S.decide_round(search, 1, runs, tmp_path / "in-process")
     assert S.read_decision(folder / "round1.json") == expected
-    assert expected.levels == {"flood": [0.4, 0.54], "iflood": [0.4, 0.54]}
+    assert expected.levels == {"flood": [0.2933, 0.4, 0.4867], "iflood": [0.2933, 0.4, 0.4867]}
     # Without the b = 0 runs there is nothing to decide from: one line, exit 2.
     assert cli.main([*argv, "--runs", str(tmp_path / "none")]) == 2
 

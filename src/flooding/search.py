@@ -5,11 +5,14 @@ A search covers one setting (dataset and label noise, architecture, regularisers
 every flood method of it, over all seeds:
 
 - round 0 is the b = 0 runs, every method's baseline;
-- round 1 is the config's level list, or, with `levels: auto`, `initial` levels spread
-  evenly from a lower end (the b = 0 runs' training loss at their best validation epoch:
-  the loss where ordinary training stopped gaining, which a level there holds it at) up
-  to, never reaching, the untrained loss (ln C, or the b = 0 runs' loss before the first
-  step if lower: a level there pushes the loss up from the start);
+- round 1 is the config's level list, or, with `levels: auto`, the predicted b (the b = 0
+  runs' training loss at their best validation epoch: the loss where ordinary training
+  stopped gaining, which a level there holds it at) and `initial` - 1 levels spread
+  evenly over the levels flooding engages at: above the b = 0 runs' lowest training loss
+  (a level below it is reached late or never), below the untrained loss (ln C, or the
+  b = 0 runs' loss before the first step if lower: a level there pushes the loss up from
+  the start).
+  The prediction is a guess, not a bound: the best level has lain on either side of it;
 - each later round refines, per method, around the level with the best mean final
   validation accuracy over seeds: the midpoints towards its neighbours, and a step past
   it when it is the highest level tried (up to the untrained loss), or below it when it
@@ -31,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from flooding.atomic import atomic_write
 from flooding.config import RunConfig
@@ -64,7 +67,10 @@ class SearchPlan:
     descriptions are generated from these fields (flooding.schema)."""
 
     initial: int = _plan_key(
-        5, "levels b > 0 in the first round (levels: auto)", Range(integer=True, minimum=1)
+        5,
+        "levels b > 0 in the first round (levels: auto): the predicted b and the rest spread"
+        " over the levels flooding engages at",
+        Range(integer=True, minimum=1),
     )
     rounds: int = _plan_key(
         3, "most refinement rounds after the first", Range(integer=True, minimum=1)
@@ -171,9 +177,10 @@ class Decision:
     stopped: dict[str, str]  # method -> reason, for every method that has stopped
     best: dict[str, float]
     tried: dict[str, list[tuple[float, float]]]  # method -> (level, mean val acc), sorted
-    lower: float
-    upper: float
+    lower: float  # the b = 0 runs' lowest training loss: no level below it engages
+    upper: float  # the untrained loss: no level is tried at or above it
     seeds: list[int]
+    predicted: float  # b predicted from the b = 0 runs alone
 
     @property
     def done(self) -> bool:
@@ -201,6 +208,9 @@ class Decision:
     def from_json(cls, text: str) -> Decision:
         data = json.loads(text)
         data["tried"] = {m: [tuple(p) for p in pairs] for m, pairs in data["tried"].items()}
+        # Decisions written while round 1 started at the predicted b had it as their lower
+        # end; read so, a search decided then still tabulates as it ran.
+        data.setdefault("predicted", data["lower"])
         return cls(**data)
 
 
@@ -210,6 +220,24 @@ def read_decision(path: str | Path) -> Decision:
 
 def round_level(value: float) -> float:
     return round(float(value), LEVEL_DECIMALS)
+
+
+class Measures(NamedTuple):
+    """What a search reads of one finished run; NaN where the run has none (a failed run,
+    or one without an epoch 0)."""
+
+    final_val_acc: float
+    loss_at_best: float  # training loss at the epoch of best validation accuracy
+    start_loss: float  # training loss before the first step (epoch 0)
+    lowest_loss: float  # lowest training loss of any epoch
+
+
+class Bounds(NamedTuple):
+    """A search's first-round anchors, measured on its b = 0 runs (first_levels' order)."""
+
+    predicted: float
+    lower: float
+    upper: float
 
 
 def untrained_loss(num_classes: int, epoch0_losses: Sequence[float]) -> float:
@@ -226,18 +254,35 @@ def untrained_loss(num_classes: int, epoch0_losses: Sequence[float]) -> float:
 def predicted_level(losses_at_best: Sequence[float], upper: float) -> float:
     """b predicted from the b = 0 runs alone: their mean training loss at the epoch of best
     validation accuracy (where ordinary training stopped gaining; a level there holds the
-    training loss at it), kept below the untrained loss. The search's lower end."""
+    training loss at it), kept below the untrained loss. Always among the first round's
+    levels (levels: auto)."""
     finite = [x for x in losses_at_best if math.isfinite(x)]
     if not finite:
         raise SearchError("no b = 0 run has a validation accuracy to take its best epoch from")
     return round_level(min(max(sum(finite) / len(finite), 0.0), upper))
 
 
-def first_levels(lower: float, upper: float, initial: int) -> list[float]:
-    """`initial` levels evenly spaced from `lower` (included) towards `upper` (excluded);
-    a level that rounds to 0 is the b = 0 baseline itself and is left out."""
+def engaging_end(lowest_losses: Sequence[float], predicted: float) -> float:
+    """The lowest level flooding engages at: the b = 0 runs' mean lowest training loss (a
+    level below it is reached late or never, so its runs are ordinary training under
+    another name), never above the predicted b (a loss those runs had, so reached)."""
+    finite = [x for x in lowest_losses if math.isfinite(x)]
+    mean = sum(finite) / len(finite) if finite else 0.0
+    return round_level(min(max(mean, 0.0), predicted))
+
+
+def first_levels(
+    predicted: float, lower: float, upper: float, initial: int, tolerance: float
+) -> list[float]:
+    """Round 1 with levels: auto: the predicted b, and `initial` - 1 levels spread evenly
+    between `lower` and `upper` (both excluded: the range flooding engages in without
+    holding the model at chance). A spread level within `tolerance` of the predicted b is
+    left out (the predicted b stands for it, and a pair that close would block the
+    refinement between them); a level that rounds to 0 is the b = 0 baseline itself."""
+    predicted = round_level(predicted)
     step = (upper - lower) / initial
-    levels = {round_level(lower + k * step) for k in range(initial)}
+    spread = {round_level(lower + k * step) for k in range(1, initial)}
+    levels = {b for b in spread if abs(b - predicted) > tolerance} | {predicted}
     return sorted(b for b in levels if 0 < b < upper)
 
 
@@ -312,8 +357,7 @@ def decide(
     round_: int,
     accuracies: Mapping[str, Mapping[float, Mapping[int, float]]],
     previous: Decision | None,
-    lower: float,
-    upper: float,
+    bounds: Bounds,
 ) -> Decision:
     """The decision of round `round_`, from every level tried so far: `accuracies` is
     method -> level -> seed -> final validation accuracy (b = 0 included in each method's
@@ -327,9 +371,10 @@ def decide(
         means = paired_means(accuracies[method])
         tried[method] = sorted(means.items())
         if round_ == 1:  # levels: auto, nothing but b = 0 tried yet: no best to keep
-            levels[method] = first_levels(lower, upper, search.plan.initial)
+            plan = search.plan
+            levels[method] = first_levels(*bounds, plan.initial, plan.tolerance)
             continue
-        refinement = refine(means, upper, search.plan.tolerance)
+        refinement = refine(means, bounds.upper, search.plan.tolerance)
         best[method] = refinement.best
         levels[method] = []
         if method in stopped:
@@ -344,22 +389,30 @@ def decide(
             stopped[method] = TOLERANCE
         else:
             levels[method] = refinement.levels
-    return Decision(round_, levels, stopped, best, tried, lower, upper, search.seeds)
+    return Decision(
+        round_,
+        levels,
+        stopped,
+        best,
+        tried,
+        bounds.lower,
+        bounds.upper,
+        search.seeds,
+        bounds.predicted,
+    )
 
 
 # Reading what the runs measured, and the walk through the rounds.
 
 
-def run_measures(folder: Path) -> tuple[float, float, float]:
-    """(final validation accuracy, training loss at the best validation epoch, training
-    loss before the first step) of a finished run's folder; NaN where the run has none
-    (a failed run, or one without an epoch 0)."""
+def run_measures(folder: Path) -> Measures:
+    """The measures of a finished run's folder."""
     import pandas as pd
 
     from flooding.aggregate import best_epoch
     from flooding.finished import METRICS_FILE, RUN_FILE
 
-    nan = (math.nan, math.nan, math.nan)
+    nan = Measures(math.nan, math.nan, math.nan, math.nan)
     try:
         record = json.loads((folder / RUN_FILE).read_text())
         metrics = pd.read_parquet(folder / METRICS_FILE)
@@ -372,7 +425,15 @@ def run_measures(folder: Path) -> tuple[float, float, float]:
     best = best_epoch(metrics)
     at_best = float(by_epoch.loc[best, "train_loss"]) if best is not None else math.nan
     start = float(by_epoch.loc[0, "train_loss"]) if 0 in by_epoch.index else math.nan
-    return final, at_best, start
+    return Measures(final, at_best, start, float(by_epoch["train_loss"].min()))
+
+
+def search_bounds(baselines: Sequence[Measures], num_classes: int) -> Bounds:
+    """The predicted b, the engaging end and the untrained loss from the b = 0 runs."""
+    upper = untrained_loss(num_classes, [m.start_loss for m in baselines])
+    predicted = predicted_level([m.loss_at_best for m in baselines], upper)
+    lower = engaging_end([m.lowest_loss for m in baselines], predicted)
+    return Bounds(predicted, lower, upper)
 
 
 def tried_levels(search: Search, decisions: Sequence[Decision]) -> dict[str, list[float]]:
@@ -391,16 +452,15 @@ def decide_round(search: Search, round_: int, runs_root: Path, folder: Path) -> 
         read_decision(folder / f"round{r}.json") for r in range(search.first_decided_round, round_)
     ]
     base = {run.config.seed: run_measures(runs_root / run.path) for run in search.baselines}
-    upper = untrained_loss(search.num_classes, [m[2] for m in base.values()])
-    lower = predicted_level([m[1] for m in base.values()], upper)
+    bounds = search_bounds(list(base.values()), search.num_classes)
     accuracies: dict[str, dict[float, dict[int, float]]] = {}
     for method, levels in tried_levels(search, decisions).items():
-        accuracies[method] = {0.0: {seed: m[0] for seed, m in base.items()}}
+        accuracies[method] = {0.0: {seed: m.final_val_acc for seed, m in base.items()}}
         for run in search.runs({method: levels}):
             per_level = accuracies[method].setdefault(run.config.flood_level, {})
-            per_level[run.config.seed] = run_measures(runs_root / run.path)[0]
+            per_level[run.config.seed] = run_measures(runs_root / run.path).final_val_acc
     previous = decisions[-1] if decisions else None
-    decision = decide(search, round_, accuracies, previous, lower, upper)
+    decision = decide(search, round_, accuracies, previous, bounds)
     text = decision.to_json()
     atomic_write(folder / f"round{round_}.json", lambda tmp: tmp.write_text(text))
     return decision
@@ -426,8 +486,8 @@ TABLE_COLUMNS = (
     "mean_val_acc",  # over seeds, paired, at the search's last decision
     "chosen_level",  # the best level at the last decision
     "stop_reason",
-    "predicted_level",  # the lower end: b predicted from the b = 0 runs alone
-    "untrained_loss",  # the upper end
+    "predicted_level",  # b predicted from the b = 0 runs alone
+    "untrained_loss",  # the upper end: no level is tried at or above it
 )
 
 
@@ -456,7 +516,7 @@ def search_rows(search: Search, decisions: Sequence[Decision]) -> list[dict[str,
                     "mean_val_acc": means.get(level, math.nan),
                     "chosen_level": last.best.get(method, math.nan),
                     "stop_reason": last.stopped.get(method, ""),
-                    "predicted_level": last.lower,
+                    "predicted_level": last.predicted,
                     "untrained_loss": last.upper,
                 }
             )

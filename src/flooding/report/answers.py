@@ -68,11 +68,13 @@ def _search_parts(a: Analysis) -> list[Part]:
                 paragraphs=[
                     "Where the config says levels: auto (or gives a search), the workflow "
                     "chose the levels round by round (docs/search.md): round 0 is b = 0, "
-                    "round 1 spreads from the predicted b below up to the untrained loss, "
-                    "and each later round refines around the level with the best mean final "
-                    "validation accuracy over seeds. A search that stopped at the upper end "
-                    "(its best level the highest tried, the untrained loss just above) is "
-                    "the one edge left to warn of; the other stops are its rules ending."
+                    "round 1 tries the predicted b and levels spread on both sides of it, "
+                    "from the lowest training loss the b = 0 runs reached up to the "
+                    "untrained loss, and each later round refines around the level with "
+                    "the best mean final validation accuracy over seeds. A search that "
+                    "stopped at the upper end (its best level the highest tried, the "
+                    "untrained loss just above) is the one edge left to warn of; the other "
+                    "stops are its rules ending."
                 ],
                 tables=[answer_tables.search_table(a.search, a.summary)],
             )

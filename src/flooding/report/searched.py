@@ -1,7 +1,7 @@
 """b found by the search and b predicted without one (RQ2: how should b be chosen?).
 
-- Predicted b: from the b = 0 runs alone, the rule the search starts from
-  (flooding.search.predicted_level: their mean training loss at the epoch of best
+- Predicted b: from the b = 0 runs alone, a level of every levels: auto search's first
+  round (flooding.search.predicted_level: their mean training loss at the epoch of best
   validation accuracy, below the untrained loss); and the reference loss of the label
   noise (flooding.report.reference), where the dataset has one.
 - Validated b: the level b > 0 with the best mean final validation accuracy over seeds
