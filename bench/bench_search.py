@@ -66,10 +66,8 @@ def searches(plan: SearchPlan, seeds: int | None, label_noise: list[float]) -> l
     so one entry's training settings stand for all."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     entries = [copy.deepcopy(d) for d in config["datasets"] if d["name"] == "gaussians"]
-    shared = ("archs", "training", "regularisers", "pack")
-    if any(
-        {k: e.get(k) for k in shared} != {k: entries[0].get(k) for k in shared} for e in entries
-    ):
+    shared = [{k: e.get(k) for k in ("archs", "training", "regularisers", "pack")} for e in entries]
+    if any(settings != shared[0] for settings in shared):
         raise SystemExit("the config's Gaussians entries differ in more than noise and methods")
     entry = entries[0] | {"label_noise": label_noise}
     flood = entry.setdefault("flood", {})
@@ -96,13 +94,13 @@ def train_all(batches: list[list[Run]], root: Path, pool: ProcessPoolExecutor) -
         future.result()
 
 
-def final_accuracies(runs: list[Run], root: Path) -> dict[float, list[tuple[float, float]]]:
+def final_accuracies(runs: list[Run], root: Path) -> Accuracies:
     """Per level, each run's (final val acc, final test acc)."""
     import pandas as pd
 
     from flooding.metrics import METRICS_FILE
 
-    accuracies: dict[float, list[tuple[float, float]]] = {}
+    accuracies: Accuracies = {}
     for run in runs:
         last = pd.read_parquet(root / run.path / METRICS_FILE).iloc[-1]
         pair = (float(last["val_acc"]), float(last["test_acc"]))
@@ -110,19 +108,21 @@ def final_accuracies(runs: list[Run], root: Path) -> dict[float, list[tuple[floa
     return accuracies
 
 
-def chosen(runs: list[Run], root: Path) -> tuple[float, float, float]:
+Accuracies = dict[float, list[tuple[float, float]]]
+
+
+def chosen(accuracies: Accuracies) -> tuple[float, float, float]:
     """(b, mean val acc, mean test acc) at the level with the best mean val acc."""
-    accuracies = final_accuracies(runs, root)
     best = choose_best({b: mean(v for v, _ in pairs) for b, pairs in accuracies.items()})
     return best, mean(v for v, _ in accuracies[best]), mean(t for _, t in accuracies[best])
 
 
-def noise(runs: list[Run], root: Path) -> str:
+def noise(accuracies: Accuracies) -> str:
     """How noisy a level's mean is: the standard error over seeds of its mean test
     accuracy (averaged over levels), and how a run's final val and test accuracies move
     together (the correlation of their deviations from their level's means)."""
     errors, val_dev, test_dev = [], [], []
-    for pairs in final_accuracies(runs, root).values():
+    for pairs in accuracies.values():
         vals, tests = [v for v, _ in pairs], [t for _, t in pairs]
         errors.append(stdev(tests) / math.sqrt(len(tests)))
         val_dev += [v - mean(vals) for v in vals]
@@ -133,11 +133,9 @@ def noise(runs: list[Run], root: Path) -> str:
     )
 
 
-def _parity(run: Run, step: float) -> int | None:
-    """Which half of the dense grid a run's level is in (levels k x step: k's parity);
-    None for b = 0, which both halves keep."""
-    k = round(run.config.flood_level / step)
-    return None if k == 0 else k % 2
+def half(accuracies: Accuracies, parity: int, step: float) -> Accuracies:
+    """The dense grid's levels k x step of k's `parity`, and b = 0, which both halves keep."""
+    return {b: pairs for b, pairs in accuracies.items() if round(b / step) % 2 == parity or b == 0}
 
 
 def main() -> None:
@@ -206,25 +204,27 @@ def main() -> None:
         val_gaps, test_gaps = [], []
         half_gaps: dict[str, list[tuple[float, float]]] = {"even": [], "odd": []}
         for search in todo:
-            grid_b, grid_val, grid_test = chosen(dense[search.name], root)
-            for half, parity in (("even", 0), ("odd", 1)):
-                levels = [r for r in dense[search.name] if _parity(r, args.step) in (parity, None)]
-                _, half_val, half_test = chosen(levels, root)
-                half_gaps[half].append((100 * (grid_val - half_val), 100 * (grid_test - half_test)))
-            search_b, search_val, search_test = chosen(searched[search.name], root)
+            grid = final_accuracies(dense[search.name], root)
+            grid_b, grid_val, grid_test = chosen(grid)
+            for name, parity in (("even", 0), ("odd", 1)):
+                _, half_val, half_test = chosen(half(grid, parity, args.step))
+                half_gaps[name].append((100 * (grid_val - half_val), 100 * (grid_test - half_test)))
+            search_b, search_val, search_test = chosen(
+                final_accuracies(searched[search.name], root)
+            )
             print(
                 f"{search.name}: dense grid {len(dense[search.name])} runs, b = {grid_b:g} "
                 f"(val {100 * grid_val:.2f}, test {100 * grid_test:.2f}); search "
                 f"{len(searched[search.name])} runs, b = {search_b:g} "
                 f"(val {100 * search_val:.2f}, test {100 * search_test:.2f})"
             )
-            print(f"  noise of the dense grid: {noise(dense[search.name], root)}")
+            print(f"  noise of the dense grid: {noise(grid)}")
             val_gaps.append(100 * (grid_val - search_val))
             test_gaps.append(100 * (grid_test - search_test))
     # The noise floor of the gaps: half the dense grid's levels, no search at all.
     halves = [
-        f"{half} levels val {mean(g[0] for g in gaps):.3f}, test {mean(g[1] for g in gaps):.3f}"
-        for half, gaps in half_gaps.items()
+        f"{name} levels val {mean(g[0] for g in gaps):.3f}, test {mean(g[1] for g in gaps):.3f}"
+        for name, gaps in half_gaps.items()
     ]
     print("the dense grid's halves against the whole (gaps in points): " + "; ".join(halves))
     ratio = sum(map(len, searched.values())) / sum(map(len, dense.values()))

@@ -8,21 +8,12 @@ alone, and fail on AdaFlood's runs, which need their auxiliary models first.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_drift.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_drift", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_bench
 
 
 def test_drift_bench_trains_the_given_levels_of_each_seed_with_flood_only() -> None:
-    bench = load_bench()
+    bench = load_bench("bench_drift")
     configs = bench.default_configs(0.2, [0, 2], [0.0, 0.3, 0.6])
 
     assert sorted((c.seed, c.flood_level) for c in configs) == [

@@ -4,27 +4,18 @@ grid's halves and the noise of a level's mean, on run folders written here."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from bench_scripts import load_bench
 
 from flooding.metrics import METRICS_FILE
 from flooding.search import SearchPlan
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_search.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_search", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_each_label_noise_is_a_search_of_the_defaults_gaussians() -> None:
-    bench = load_bench()
+    bench = load_bench("bench_search")
     searches = bench.searches(SearchPlan(), 2, [0.0, 0.3])
     assert [s.name for s in searches] == [
         "gaussians-noise0/mlp/wd0-aug0",
@@ -40,7 +31,7 @@ def test_each_label_noise_is_a_search_of_the_defaults_gaussians() -> None:
 def runs_with(tmp_path: Path, accuracies: dict[float, list[tuple[float, float]]]) -> list:
     """Runs of the bench's first setting at these levels, one per (val, test) pair, each
     with a metrics file whose last epoch holds the pair."""
-    bench = load_bench()
+    bench = load_bench("bench_search")
     (search,) = bench.searches(SearchPlan(), None, [0.1])
     runs = []
     for level, pairs in accuracies.items():
@@ -56,25 +47,28 @@ def runs_with(tmp_path: Path, accuracies: dict[float, list[tuple[float, float]]]
 
 
 def test_the_chosen_level_is_the_best_mean_val_and_the_noise_is_measured(tmp_path: Path) -> None:
-    bench = load_bench()
-    runs = runs_with(
+    bench = load_bench("bench_search")
+    accuracies = bench.final_accuracies(
+        runs_with(
+            tmp_path,
+            {
+                0.0: [(0.80, 0.70), (0.82, 0.72)],
+                0.025: [(0.90, 0.80), (0.86, 0.76)],  # the best mean val (0.88)
+                0.05: [(0.85, 0.95), (0.85, 0.95)],  # the best test, not chosen
+            },
+        ),
         tmp_path,
-        {
-            0.0: [(0.80, 0.70), (0.82, 0.72)],
-            0.025: [(0.90, 0.80), (0.86, 0.76)],  # the best mean val (0.88)
-            0.05: [(0.85, 0.95), (0.85, 0.95)],  # the best test, not chosen
-        },
     )
-    assert bench.chosen(runs, tmp_path) == pytest.approx((0.025, 0.88, 0.78))
+    assert bench.chosen(accuracies) == pytest.approx((0.025, 0.88, 0.78))
     # Standard errors of the levels' test means: 0.01, 0.02 and 0; the deviations from
     # each level's means move together exactly.
-    text = bench.noise(runs, tmp_path)
+    text = bench.noise(accuracies)
     assert f"standard error of {100 * 0.01:.2f} points" in text
     assert "correlate at 1.00" in text
 
 
 def test_the_halves_of_the_dense_grid_split_its_levels_and_both_keep_b_zero() -> None:
-    bench = load_bench()
-    (search,) = bench.searches(SearchPlan(), 1, [0.1])
-    dense = search.runs({"flood": [0.0, 0.025, 0.05, 0.075, 0.1]})
-    assert [bench._parity(r, 0.025) for r in dense] == [None, 1, 0, 1, 0]
+    bench = load_bench("bench_search")
+    grid = {b: [(0.5, 0.5)] for b in (0.0, 0.025, 0.05, 0.075, 0.1)}
+    assert list(bench.half(grid, 0, 0.025)) == [0.0, 0.05, 0.1]
+    assert list(bench.half(grid, 1, 0.025)) == [0.0, 0.025, 0.075]

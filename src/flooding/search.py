@@ -233,7 +233,7 @@ class Measures(NamedTuple):
 
 
 class Bounds(NamedTuple):
-    """A search's first-round anchors, measured on its b = 0 runs (first_levels' order)."""
+    """A search's first-round anchors, measured on its b = 0 runs."""
 
     predicted: float
     lower: float
@@ -371,8 +371,13 @@ def decide(
         means = paired_means(accuracies[method])
         tried[method] = sorted(means.items())
         if round_ == 1:  # levels: auto, nothing but b = 0 tried yet: no best to keep
-            plan = search.plan
-            levels[method] = first_levels(*bounds, plan.initial, plan.tolerance)
+            levels[method] = first_levels(
+                bounds.predicted,
+                bounds.lower,
+                bounds.upper,
+                search.plan.initial,
+                search.plan.tolerance,
+            )
             continue
         refinement = refine(means, bounds.upper, search.plan.tolerance)
         best[method] = refinement.best
