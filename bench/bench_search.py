@@ -1,8 +1,9 @@
 """The search for b against a dense fixed grid: runs spent, and accuracy given up.
 
 The settings are the embedded default's Gaussians (config/config.yaml: its seeds and
-training settings) at 0, 5, 10, 15, 20 and 30 % label noise (--label-noise): the
-default's three and three more, since one setting's gap is a noisy draw. The dense grid
+training settings) at ten label noises from 0 to 30 % (--label-noise): the default's
+three and seven more, since one setting's gap is a noisy draw (its standard error over
+settings is printed beside the mean). The dense grid
 trains b = 0 to the upper end of the search (the untrained loss, ln 2 here) in steps of
 --step; the search runs as the workflow runs it (flooding.search.decide_round, round
 after round, with the search plan's own defaults unless one is given: the default config
@@ -18,8 +19,9 @@ Printed per setting, then, as the last line,
 
 R = search runs / dense-grid runs; V and T = the dense grid's mean validation / test
 accuracy at its chosen b minus the search's, averaged over the settings (positive: the
-grid did better). Before it, the same gaps for each half of the dense grid (every other
-level, no search) against the whole: how far the gaps move by the choice of levels alone.
+grid did better). Before it, the standard errors of V and T over the settings, and the
+same gaps for each half of the dense grid (every other level, no search) against the
+whole: how far the gaps move by the choice of levels alone.
 
     python bench/bench_search.py                 # the plan's defaults, step 0.025
     python bench/bench_search.py --initial 4 --rounds 2 --seeds 3
@@ -53,11 +55,11 @@ from flooding.search import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-# The default's own noise levels (0, 10 and 20 %) and three more between and above them:
-# one setting's gap is a draw that moves by a point or more (neighbouring levels' mean
-# test accuracies over five seeds differ by that much), so three settings' mean is too
-# coarse for targets of half a point.
-LABEL_NOISE = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3]
+# The default's own noise levels (0, 10 and 20 %) and seven more between and above them:
+# one setting's gap is a draw with a spread of about 1.5 points over settings
+# (neighbouring levels' mean test accuracies over five seeds differ by that much), so the
+# mean of three, or of six, is too coarse for targets of half a point.
+LABEL_NOISE = [0.0, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3]
 
 
 def searches(plan: SearchPlan, seeds: int | None, label_noise: list[float]) -> list[Search]:
@@ -131,6 +133,15 @@ def noise(accuracies: Accuracies) -> str:
         f"a level's mean test accuracy has a standard error of {100 * mean(errors):.2f} points;"
         f" a run's val and test accuracies correlate at {correlation(val_dev, test_dev):.2f}"
     )
+
+
+def spread(val_gaps: list[float], test_gaps: list[float]) -> str:
+    """The standard errors of the mean gaps over settings: how far the last line's V and T
+    would move with other settings of the same kind."""
+    if len(val_gaps) < 2:
+        return "one setting, no standard error of the gaps"
+    errors = [stdev(gaps) / math.sqrt(len(gaps)) for gaps in (val_gaps, test_gaps)]
+    return f"standard error of the val gap {errors[0]:.3f}, of the test gap {errors[1]:.3f} points"
 
 
 def half(accuracies: Accuracies, parity: int, step: float) -> Accuracies:
@@ -227,6 +238,7 @@ def main() -> None:
         for name, gaps in half_gaps.items()
     ]
     print("the dense grid's halves against the whole (gaps in points): " + "; ".join(halves))
+    print(f"over {len(test_gaps)} settings: {spread(val_gaps, test_gaps)}")
     ratio = sum(map(len, searched.values())) / sum(map(len, dense.values()))
     val_gap, test_gap = sum(val_gaps) / len(val_gaps), sum(test_gaps) / len(test_gaps)
     # Three decimals: the gaps are compared with 0.5-point targets, which two decimals

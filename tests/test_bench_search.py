@@ -1,5 +1,6 @@
 """bench/bench_search.py's settings and the figures it prints beside its gaps: the dense
-grid's halves and the noise of a level's mean, on run folders written here."""
+grid's halves, the noise of a level's mean (on run folders written here) and the gaps'
+standard errors over settings."""
 
 from __future__ import annotations
 
@@ -72,3 +73,12 @@ def test_the_halves_of_the_dense_grid_split_its_levels_and_both_keep_b_zero() ->
     grid = {b: [(0.5, 0.5)] for b in (0.0, 0.025, 0.05, 0.075, 0.1)}
     assert list(bench.half(grid, 0, 0.025)) == [0.0, 0.05, 0.1]
     assert list(bench.half(grid, 1, 0.025)) == [0.0, 0.025, 0.075]
+
+
+def test_the_spread_over_settings_is_the_standard_error_of_the_mean_gaps() -> None:
+    bench = load_bench("bench_search")
+    # Test gaps 1, 3, 5: standard deviation 2, over sqrt(3) settings.
+    text = bench.spread([0.0, 0.0, 0.0], [1.0, 3.0, 5.0])
+    assert f"of the test gap {2 / 3**0.5:.3f} points" in text
+    assert "of the val gap 0.000" in text
+    assert "no standard error" in bench.spread([1.0], [2.0])
