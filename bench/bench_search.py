@@ -3,13 +3,13 @@
 The settings are the embedded default's Gaussians (config/config.yaml: its seeds and
 training settings) at ten label noises from 0 to 30 % (--label-noise): the default's
 three and seven more, since one setting's gap is a noisy draw (its standard error over
-settings is printed beside the mean). The dense grid
-trains b = 0 to the upper end of the search (the untrained loss, ln 2 here) in steps of
---step; the search runs as the workflow runs it (flooding.search.decide_round, round
-after round, with the search plan's own defaults unless one is given: the default config
-shortens its plan to stay a few minutes' demonstration). Runs train as packs (each
-seed's levels as one stacked model), one process per setting, both cores busy; runs of
-the same config (b = 0, and any level both try) are trained once and count for both.
+settings is printed beside the mean). The dense grid trains b = 0 to the upper end of the
+search (the untrained loss, ln 2 here) in steps of --step; the search runs as the
+workflow runs it (flooding.search.decide_round, round after round, with the search
+plan's own defaults unless one is given: the default config shortens its plan to stay a
+few minutes' demonstration). Runs train as packs (each seed's levels as one stacked
+model), one process per setting, both cores busy; runs of the same config (b = 0, and
+any level both try) are trained once and count for both.
 
 For each setting and each side, b is chosen as the report chooses it: the level with the
 best mean final validation accuracy over seeds; its mean test accuracy goes with it.
@@ -96,8 +96,12 @@ def train_all(batches: list[list[Run]], root: Path, pool: ProcessPoolExecutor) -
         future.result()
 
 
+# Per level, each run's (final val acc, final test acc).
+Accuracies = dict[float, list[tuple[float, float]]]
+
+
 def final_accuracies(runs: list[Run], root: Path) -> Accuracies:
-    """Per level, each run's (final val acc, final test acc)."""
+    """The runs' final accuracies, read from their metrics files."""
     import pandas as pd
 
     from flooding.metrics import METRICS_FILE
@@ -110,13 +114,15 @@ def final_accuracies(runs: list[Run], root: Path) -> Accuracies:
     return accuracies
 
 
-Accuracies = dict[float, list[tuple[float, float]]]
-
-
 def chosen(accuracies: Accuracies) -> tuple[float, float, float]:
     """(b, mean val acc, mean test acc) at the level with the best mean val acc."""
     best = choose_best({b: mean(v for v, _ in pairs) for b, pairs in accuracies.items()})
     return best, mean(v for v, _ in accuracies[best]), mean(t for _, t in accuracies[best])
+
+
+def standard_error(values: list[float]) -> float:
+    """The standard error of the mean of `values` (two at least)."""
+    return stdev(values) / math.sqrt(len(values))
 
 
 def noise(accuracies: Accuracies) -> str:
@@ -126,7 +132,7 @@ def noise(accuracies: Accuracies) -> str:
     errors, val_dev, test_dev = [], [], []
     for pairs in accuracies.values():
         vals, tests = [v for v, _ in pairs], [t for _, t in pairs]
-        errors.append(stdev(tests) / math.sqrt(len(tests)))
+        errors.append(standard_error(tests))
         val_dev += [v - mean(vals) for v in vals]
         test_dev += [t - mean(tests) for t in tests]
     return (
@@ -140,7 +146,7 @@ def spread(val_gaps: list[float], test_gaps: list[float]) -> str:
     would move with other settings of the same kind."""
     if len(val_gaps) < 2:
         return "one setting, no standard error of the gaps"
-    errors = [stdev(gaps) / math.sqrt(len(gaps)) for gaps in (val_gaps, test_gaps)]
+    errors = [standard_error(gaps) for gaps in (val_gaps, test_gaps)]
     return f"standard error of the val gap {errors[0]:.3f}, of the test gap {errors[1]:.3f} points"
 
 

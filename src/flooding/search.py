@@ -395,15 +395,15 @@ def decide(
         else:
             levels[method] = refinement.levels
     return Decision(
-        round_,
-        levels,
-        stopped,
-        best,
-        tried,
-        bounds.lower,
-        bounds.upper,
-        search.seeds,
-        bounds.predicted,
+        round=round_,
+        levels=levels,
+        stopped=stopped,
+        best=best,
+        tried=tried,
+        lower=bounds.lower,
+        upper=bounds.upper,
+        seeds=search.seeds,
+        predicted=bounds.predicted,
     )
 
 
